@@ -1,0 +1,54 @@
+# The front door. `make demo` and `make test` work on a fresh Debian 12 machine:
+# they install what is missing (apt-get, with sudo when not root), build and run.
+PRESET ?= debug
+JOBS ?= $(shell nproc)
+
+DEBIAN_PACKAGES := cmake ninja-build g++ clang-14 libclang-rt-14-dev ccache pkg-config \
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
+  libsodium-dev libzstd-dev libsqlite3-dev libssl-dev libabsl-dev \
+  libcli11-dev libspdlog-dev libtomlplusplus-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev openssl
+
+.PHONY: deps build test demo asan fuzz bench format clean
+
+deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake --preset $(PRESET) >/dev/null
+	cmake --build --preset $(PRESET) -j $(JOBS)
+
+test: build
+	ctest --preset $(PRESET) -j $(JOBS)
+
+demo: build
+	bash scripts/demo.sh build/$(PRESET)
+
+asan:
+	$(MAKE) test PRESET=asan
+
+# Runs every libFuzzer target for FUZZ_SECONDS (default 60) on its corpus.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+	bash scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
+
+bench:
+	$(MAKE) build PRESET=release
+	build/release/bench/ferry_bench
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

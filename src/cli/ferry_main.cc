@@ -1,0 +1,330 @@
+// ferry: the command-line client. A thin shell over the client library.
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "src/core/strings.h"
+#include "absl/time/time.h"
+#include "src/client/device.h"
+#include "src/core/file_util.h"
+#include "src/core/status_macros.h"
+
+namespace {
+
+using ferry::StrCat;
+using ferry::client::Device;
+
+constexpr size_t kPassphraseBytesMax = 4096;
+
+// Reads a line from /dev/tty without echo.
+absl::StatusOr<std::string> Prompt(const std::string& question) {
+  int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        "no terminal to ask for the passphrase: use --passphrase-file FILE");
+  }
+  if (::write(fd, question.data(), question.size()) < 0) {
+    // The prompt is a courtesy; reading the answer still works.
+  }
+  termios saved;
+  bool restore = ::tcgetattr(fd, &saved) == 0;
+  if (restore) {
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(fd, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  char c;
+  while (line.size() < kPassphraseBytesMax && ::read(fd, &c, 1) == 1 && c != '\n') {
+    line.push_back(c);
+  }
+  if (restore) ::tcsetattr(fd, TCSAFLUSH, &saved);
+  if (::write(fd, "\n", 1) < 0) {
+    // As above.
+  }
+  ::close(fd);
+  return line;
+}
+
+absl::StatusOr<std::string> ReadPassphrase(const std::string& file, bool confirm) {
+  if (!file.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string text, ferry::ReadFile(file, kPassphraseBytesMax));
+    size_t end = text.find('\n');
+    if (end != std::string::npos) text.resize(end);
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    return text;
+  }
+  FERRY_ASSIGN_OR_RETURN(std::string first, Prompt("Passphrase: "));
+  if (confirm) {
+    FERRY_ASSIGN_OR_RETURN(std::string again, Prompt("Passphrase again: "));
+    if (again != first) return absl::InvalidArgumentError("the passphrases differ");
+  }
+  return first;
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "device";
+  return name;
+}
+
+std::string FormatMs(int64_t ms) {
+  if (ms <= 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "ferry: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+struct LoginFlags {
+  ferry::client::LoginOptions options;
+  std::string passphrase_file;
+};
+
+void AddLoginFlags(CLI::App* command, LoginFlags* flags) {
+  command->add_option("--server", flags->options.server, "ferryd address, HOST:PORT")
+      ->required();
+  command->add_option("--user", flags->options.user, "account user name")->required();
+  command->add_option("--passphrase-file", flags->passphrase_file,
+                      "read the passphrase from the first line of FILE (for scripts)");
+  command->add_option("--fingerprint", flags->options.fingerprint,
+                      "SHA256:... the server certificate must have (from ferryd's output)");
+  command->add_option("--device-name", flags->options.device_name,
+                      "name of this device (default: the host name)");
+}
+
+int RunLogin(const std::string& home, LoginFlags* flags, bool create) {
+  ferry::client::LoginOptions& options = flags->options;
+  options.home = home;
+  if (options.device_name.empty()) options.device_name = HostName();
+  absl::StatusOr<std::string> passphrase = ReadPassphrase(flags->passphrase_file, create);
+  if (!passphrase.ok()) return Fail(passphrase.status());
+  options.passphrase = *std::move(passphrase);
+  auto device = create ? Device::CreateAccount(options) : Device::Login(options);
+  if (!device.ok()) return Fail(device.status());
+  std::printf("server %s certificate %s (pinned)\n", options.server.c_str(),
+              (*device)->client().fingerprint().c_str());
+  std::printf("%s %s: device %s \"%s\", state in %s\n",
+              create ? "created account" : "logged in to", options.user.c_str(),
+              (*device)->state().device_id.c_str(), options.device_name.c_str(), home.c_str());
+  return 0;
+}
+
+// Accepts a device id, a unique prefix of one, or a unique device name.
+absl::StatusOr<std::string> ResolveDevice(Device& device, const std::string& which) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<ferry::v1::Device> all, device.client().ListDevices());
+  std::vector<std::string> matches;
+  for (const auto& d : all) {
+    if (d.device_id() == which) return d.device_id();
+    if (d.name() == which || d.device_id().rfind(which, 0) == 0) matches.push_back(d.device_id());
+  }
+  if (matches.size() == 1) return matches[0];
+  if (matches.empty()) return absl::NotFoundError(StrCat("no device '", which, "'"));
+  return absl::InvalidArgumentError(StrCat("'", which, "' names several devices: use its id"));
+}
+
+int RunDevices(const std::string& home) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto list = (*device)->client().ListDevices();
+  if (!list.ok()) return Fail(list.status());
+  for (const auto& d : *list) {
+    std::printf("%s  %-20s  created %s  seen %s%s%s\n", d.device_id().c_str(), d.name().c_str(),
+                FormatMs(d.created_ms()).c_str(), FormatMs(d.last_seen_ms()).c_str(),
+                d.revoked() ? "  revoked" : "", d.current() ? "  (this device)" : "");
+  }
+  return 0;
+}
+
+int RunRevoke(const std::string& home, const std::string& which) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  absl::StatusOr<std::string> id = ResolveDevice(**device, which);
+  if (!id.ok()) return Fail(id.status());
+  absl::Status status = (*device)->client().RevokeDevice(*id);
+  if (!status.ok()) return Fail(status);
+  std::printf("revoked device %s\n", id->c_str());
+  return 0;
+}
+
+int RunRename(const std::string& home, const std::string& which, const std::string& name) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  absl::StatusOr<std::string> id = ResolveDevice(**device, which);
+  if (!id.ok()) return Fail(id.status());
+  absl::Status status = (*device)->client().RenameDevice(*id, name);
+  if (!status.ok()) return Fail(status);
+  std::printf("renamed device %s to \"%s\"\n", id->c_str(), name.c_str());
+  return 0;
+}
+
+int RunCollectionCreate(const std::string& home, const std::string& name,
+                        const std::string& kind) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto info = (*device)->CreateCollection(name, kind);
+  if (!info.ok()) return Fail(info.status());
+  std::printf("created collection %s (%s) %s\n", name.c_str(), kind.c_str(),
+              info->collection_id.c_str());
+  return 0;
+}
+
+int RunCollections(const std::string& home) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto list = (*device)->ListCollections();
+  if (!list.ok()) return Fail(list.status());
+  for (const auto& c : *list) {
+    auto head = (*device)->client().Head(c.collection_id);
+    std::printf("%s  %-20s  %-10s  head %llu\n", c.collection_id.c_str(), c.name.c_str(),
+                c.kind.c_str(), static_cast<unsigned long long>(head.ok() ? *head : 0));
+  }
+  return 0;
+}
+
+int RunPut(const std::string& home, const std::string& collection, const std::string& item,
+           const std::vector<std::string>& fields) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto info = (*device)->FindCollection(collection);
+  if (!info.ok()) return Fail(info.status());
+  ferry::v1::Op op;
+  ferry::v1::Item* out = op.mutable_put()->mutable_item();
+  out->set_id(item);
+  for (const std::string& field : fields) {
+    size_t eq = field.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Fail(absl::InvalidArgumentError(StrCat("'", field, "' is not NAME=VALUE")));
+    }
+    ferry::v1::Field* f = out->add_fields();
+    f->set_name(field.substr(0, eq));
+    f->set_bytes(field.substr(eq + 1));
+  }
+  auto seq = (*device)->AppendOps(*info, {op});
+  if (!seq.ok()) return Fail(seq.status());
+  std::printf("appended transaction at seq %llu of %s\n", static_cast<unsigned long long>(*seq),
+              collection.c_str());
+  return 0;
+}
+
+void PrintOp(const ferry::v1::Op& op) {
+  if (op.has_put()) {
+    std::printf("  put %s", op.put().item().id().c_str());
+    for (const auto& f : op.put().item().fields()) {
+      if (f.has_content()) {
+        std::printf(" %s=<%llu bytes in %d chunks>", f.name().c_str(),
+                    static_cast<unsigned long long>(f.content().size()),
+                    f.content().chunks_size());
+      } else {
+        std::printf(" %s=%s", f.name().c_str(), f.bytes().c_str());
+      }
+    }
+    std::printf("\n");
+  } else if (op.has_patch()) {
+    std::printf("  patch %s (%d set, %d unset, %d spliced)\n", op.patch().id().c_str(),
+                op.patch().set_size(), op.patch().unset_size(), op.patch().splice_size());
+  } else if (op.has_delete_()) {
+    std::printf("  delete %s\n", op.delete_().id().c_str());
+  } else if (op.has_move()) {
+    std::printf("  move %s -> %s\n", op.move().from_id().c_str(), op.move().to_id().c_str());
+  }
+}
+
+int RunLog(const std::string& home, const std::string& collection) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto info = (*device)->FindCollection(collection);
+  if (!info.ok()) return Fail(info.status());
+  auto log = (*device)->ReadLog(*info, 0);
+  if (!log.ok()) return Fail(log.status());
+  for (const auto& [seq, tx] : *log) {
+    std::printf("seq %llu  device %s  base %llu  %s\n", static_cast<unsigned long long>(seq),
+                tx.device_id().c_str(), static_cast<unsigned long long>(tx.base_seq()),
+                FormatMs(static_cast<int64_t>(tx.hlc_time() >> 16)).c_str());
+    for (const auto& op : tx.ops()) PrintOp(op);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ferry keeps your files, contacts and calendars the same on all your devices,\n"
+      "through a ferryd server that stores only encrypted differences.",
+      "ferry"};
+  app.require_subcommand(1);
+  std::string home = ferry::client::DefaultHome();
+  app.add_option("--home", home,
+                 "this device's state folder (default: $XDG_DATA_HOME/ferry or "
+                 "~/.local/share/ferry); several devices can live on one machine")
+      ->capture_default_str();
+
+  CLI::App* account = app.add_subcommand("account", "manage the account");
+  account->require_subcommand(1);
+  LoginFlags create_flags;
+  CLI::App* create = account->add_subcommand(
+      "create", "create an account on a ferryd and log this device in");
+  AddLoginFlags(create, &create_flags);
+
+  LoginFlags login_flags;
+  CLI::App* login = app.add_subcommand("login", "log this device in to an existing account");
+  AddLoginFlags(login, &login_flags);
+
+  CLI::App* devices = app.add_subcommand("devices", "list the account's devices, one a line");
+
+  std::string revoke_which;
+  CLI::App* revoke = app.add_subcommand("revoke", "revoke a device: its token stops working");
+  revoke->add_option("DEVICE", revoke_which, "device id, id prefix or name")->required();
+
+  std::string rename_which, rename_name;
+  CLI::App* rename = app.add_subcommand("rename", "rename a device");
+  rename->add_option("DEVICE", rename_which, "device id, id prefix or name")->required();
+  rename->add_option("NAME", rename_name, "new name")->required();
+
+  CLI::App* collection = app.add_subcommand("collection", "manage collections");
+  collection->require_subcommand(1);
+  std::string collection_name, collection_kind = "files";
+  CLI::App* collection_create = collection->add_subcommand("create", "create a collection");
+  collection_create->add_option("NAME", collection_name, "collection name")->required();
+  collection_create->add_option("--kind", collection_kind, "files, contacts or calendar")
+      ->check(CLI::IsMember({"files", "contacts", "calendar"}))
+      ->capture_default_str();
+  CLI::App* collections = app.add_subcommand("collections", "list the account's collections");
+
+  std::string put_collection, put_item;
+  std::vector<std::string> put_fields;
+  CLI::App* put = app.add_subcommand(
+      "put", "append a transaction that puts one item (low-level, for testing)");
+  put->add_option("COLLECTION", put_collection, "collection name")->required();
+  put->add_option("ITEM", put_item, "item id")->required();
+  put->add_option("FIELDS", put_fields, "NAME=VALUE fields");
+
+  std::string log_collection;
+  CLI::App* log = app.add_subcommand("log", "print a collection's transactions, decrypted");
+  log->add_option("COLLECTION", log_collection, "collection name")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*create) return RunLogin(home, &create_flags, true);
+  if (*login) return RunLogin(home, &login_flags, false);
+  if (*devices) return RunDevices(home);
+  if (*revoke) return RunRevoke(home, revoke_which);
+  if (*rename) return RunRename(home, rename_which, rename_name);
+  if (*collection_create) return RunCollectionCreate(home, collection_name, collection_kind);
+  if (*collections) return RunCollections(home);
+  if (*put) return RunPut(home, put_collection, put_item, put_fields);
+  if (*log) return RunLog(home, log_collection);
+  return 2;
+}

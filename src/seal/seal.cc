@@ -1,0 +1,726 @@
+#include "src/seal/seal.h"
+
+#include <sodium.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "src/core/limits.h"
+#include "src/core/status_macros.h"
+
+// Aborts, in every build type, when an internal invariant or a documented precondition
+// does not hold.
+#define FERRY_SEAL_CHECK(cond)                                                         \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
+      std::fprintf(stderr, "%s:%d: FERRY_SEAL_CHECK failed: %s\n", __FILE__, __LINE__, \
+                   #cond);                                                             \
+      std::abort();                                                                    \
+    }                                                                                  \
+  } while (0)
+
+namespace ferry::seal {
+namespace {
+
+constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+constexpr size_t kTagBytes = crypto_aead_xchacha20poly1305_ietf_ABYTES;
+constexpr size_t kHashBytes = 32;  // BLAKE2b-256
+constexpr int kZstdLevel = 3;
+
+static_assert(kKeyBytes == crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+static_assert(kKeyBytes == crypto_kdf_KEYBYTES);
+static_assert(kSaltBytes == crypto_pwhash_SALTBYTES);
+static_assert(kNonceBytes == 24);
+static_assert(kChunkIdBytes == kHashBytes);
+
+// crypto_kdf contexts: exactly crypto_kdf_CONTEXTBYTES (8) characters each.
+constexpr char kKdfContextAuth[] = "ferryaut";
+constexpr char kKdfContextMaster[] = "ferrymst";
+constexpr char kKdfContextChunkId[] = "ferrycid";
+constexpr char kKdfContextDigest[] = "ferrydig";
+static_assert(sizeof(kKdfContextAuth) - 1 == crypto_kdf_CONTEXTBYTES);
+static_assert(sizeof(kKdfContextMaster) - 1 == crypto_kdf_CONTEXTBYTES);
+static_assert(sizeof(kKdfContextChunkId) - 1 == crypto_kdf_CONTEXTBYTES);
+static_assert(sizeof(kKdfContextDigest) - 1 == crypto_kdf_CONTEXTBYTES);
+
+// Associated-data and hash domains. Each is followed by variable data and, where the
+// same key could see two of them, none is a prefix of another.
+constexpr std::string_view kChunkAadDomain = "ferry-chunk-v1";
+constexpr std::string_view kWrapAadDomain{"ferry-collection-key-v1\0", 24};
+constexpr std::string_view kMetadataAadDomain{"ferry-collection-metadata-v1\0", 29};
+constexpr std::string_view kAuthKeyHashDomain{"ferry-auth-key-hash-v1\0", 23};
+constexpr std::string_view kTokenHashDomain{"ferry-token-hash-v1\0", 20};
+
+// Ferry's own ceiling on Argon2id costs, well inside libsodium's: a KdfParams that
+// arrives with an account must not make a device spend unbounded memory or time.
+constexpr uint64_t kKdfOpsLimitMax = 64;
+constexpr uint64_t kKdfMemLimitBytesMax = uint64_t{1} << 30;
+
+// Sealed chunk layout:
+//   [0]      version, 1
+//   [1]      compression, kCompressionNone or kCompressionZstd
+//   [2..5]   plaintext size, little-endian uint32
+//   [6..29]  XChaCha20-Poly1305 nonce (24 bytes)
+//   [30..]   ciphertext of the (possibly compressed) plaintext, with its 16-byte tag
+// Associated data: "ferry-chunk-v1" || collection_id || '\0' || chunk id || bytes [0..5].
+// Everything after collection_id has a fixed length, so the encoding is unambiguous.
+constexpr uint8_t kChunkVersion = 1;
+constexpr size_t kChunkHeaderBytes = 6;
+constexpr size_t kChunkPrefixBytes = kChunkHeaderBytes + kNonceBytes;
+static_assert(kChunkBytesMax <= UINT32_MAX);
+
+constexpr size_t kWrappedKeyBytes = kNonceBytes + kKeyBytes + kTagBytes;
+static_assert(kWrappedKeyBytes <= kWrappedKeyBytesMax);
+
+// Concatenates strings and integers for status messages. (absl::StrCat would do, but
+// this absl's string_view is not std::string_view.)
+void Append(std::string& out, std::string_view s) { out.append(s); }
+template <typename T>
+requires std::is_integral_v<T>
+void Append(std::string& out, T v) { out.append(std::to_string(v)); }
+template <typename... Args>
+std::string Cat(const Args&... args) {
+  std::string out;
+  (Append(out, args), ...);
+  return out;
+}
+
+const uint8_t* U8(std::string_view s) {
+  return reinterpret_cast<const uint8_t*>(s.data());
+}
+uint8_t* U8(std::string& s) { return reinterpret_cast<uint8_t*>(s.data()); }
+
+absl::Status CheckCollectionId(std::string_view collection_id) {
+  if (collection_id.empty()) return absl::InvalidArgumentError("empty collection id");
+  return absl::OkStatus();
+}
+
+SecretKey DeriveSubkey(const SecretKey& root, uint64_t id, const char* context) {
+  SecretKey out;
+  int rc = crypto_kdf_derive_from_key(out.data(), kKeyBytes, id, context, root.data());
+  FERRY_SEAL_CHECK(rc == 0);
+  return out;
+}
+
+// BLAKE2b-256 of `domain || data`, keyed when `key` is not null.
+std::string Blake2b(const SecretKey* key, std::string_view domain,
+                    std::string_view data) {
+  crypto_generichash_state state;
+  int rc = crypto_generichash_init(&state, key ? key->data() : nullptr,
+                                   key ? kKeyBytes : 0, kHashBytes);
+  FERRY_SEAL_CHECK(rc == 0);
+  crypto_generichash_update(&state, U8(domain), domain.size());
+  crypto_generichash_update(&state, U8(data), data.size());
+  std::string out(kHashBytes, '\0');
+  crypto_generichash_final(&state, U8(out), out.size());
+  sodium_memzero(&state, sizeof(state));
+  return out;
+}
+
+// Returns nonce || AEAD(plaintext) under `key` with associated data `aad`.
+std::string AeadSeal(const SecretKey& key, std::string_view aad,
+                     std::string_view plaintext) {
+  std::string out(kNonceBytes + plaintext.size() + kTagBytes, '\0');
+  uint8_t* nonce = U8(out);
+  randombytes_buf(nonce, kNonceBytes);
+  unsigned long long ct_len = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + kNonceBytes, &ct_len, U8(plaintext),
+                                             plaintext.size(), U8(aad), aad.size(),
+                                             nullptr, nonce, key.data());
+  FERRY_SEAL_CHECK(ct_len == plaintext.size() + kTagBytes);
+  return out;
+}
+
+// Opens `ciphertext` (with its tag). The caller has bounded its size.
+absl::StatusOr<std::string> AeadOpen(const SecretKey& key, std::string_view aad,
+                                     std::string_view nonce, std::string_view ciphertext,
+                                     std::string_view what) {
+  FERRY_SEAL_CHECK(nonce.size() == kNonceBytes);
+  FERRY_SEAL_CHECK(ciphertext.size() >= kTagBytes);
+  std::string plaintext(ciphertext.size() - kTagBytes, '\0');
+  unsigned long long pt_len = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          U8(plaintext), &pt_len, nullptr, U8(ciphertext), ciphertext.size(), U8(aad),
+          aad.size(), U8(nonce), key.data()) != 0) {
+    return absl::DataLossError(
+        Cat(what, " failed authentication (tampered or wrong key)"));
+  }
+  FERRY_SEAL_CHECK(pt_len == plaintext.size());
+  return plaintext;
+}
+
+// Opens nonce || ciphertext as made by AeadSeal.
+absl::StatusOr<std::string> AeadOpenJoined(const SecretKey& key, std::string_view aad,
+                                           std::string_view sealed,
+                                           std::string_view what) {
+  if (sealed.size() < kNonceBytes + kTagBytes) {
+    return absl::InvalidArgumentError(Cat(what, " is too short"));
+  }
+  return AeadOpen(key, aad, sealed.substr(0, kNonceBytes), sealed.substr(kNonceBytes),
+                  what);
+}
+
+// Compresses with zstd; returns kCompressionNone and the input when that is not smaller.
+std::pair<uint32_t, std::string> MaybeCompress(std::string_view plaintext) {
+  std::string out(ZSTD_compressBound(plaintext.size()), '\0');
+  size_t n = ZSTD_compress(out.data(), out.size(), plaintext.data(), plaintext.size(),
+                           kZstdLevel);
+  FERRY_SEAL_CHECK(!ZSTD_isError(n));
+  if (n >= plaintext.size()) return {kCompressionNone, std::string(plaintext)};
+  out.resize(n);
+  return {kCompressionZstd, std::move(out)};
+}
+
+// Decompresses `frame` into exactly `declared` bytes, never allocating more; fails
+// when the frame announces or produces any other size.
+absl::StatusOr<std::string> DecompressBounded(std::string_view frame, size_t declared,
+                                              size_t max, std::string_view what) {
+  FERRY_SEAL_CHECK(declared <= max);
+  unsigned long long frame_size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (frame_size == ZSTD_CONTENTSIZE_ERROR) {
+    return absl::DataLossError(Cat(what, " payload is not a zstd frame"));
+  }
+  if (frame_size != ZSTD_CONTENTSIZE_UNKNOWN && frame_size != declared) {
+    return absl::DataLossError(Cat(what, " zstd frame declares ", frame_size,
+                                   " bytes but the header declares ", declared));
+  }
+  std::string out(declared, '\0');
+  size_t n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) {
+    return absl::DataLossError(Cat(what, " zstd decompression into the declared ",
+                                   declared, " bytes failed: ", ZSTD_getErrorName(n)));
+  }
+  if (n != declared) {
+    return absl::DataLossError(
+        Cat(what, " decompressed to ", n, " bytes but the header declares ", declared));
+  }
+  return out;
+}
+
+// Undoes MaybeCompress, bounded by `declared`.
+absl::StatusOr<std::string> DecodePayload(uint32_t compression, std::string payload,
+                                          size_t declared, size_t max,
+                                          std::string_view what) {
+  if (compression == kCompressionZstd) {
+    return DecompressBounded(payload, declared, max, what);
+  }
+  FERRY_SEAL_CHECK(compression == kCompressionNone);
+  if (payload.size() != declared) {
+    return absl::DataLossError(Cat(what, " holds ", payload.size(),
+                                   " bytes but the header declares ", declared));
+  }
+  return payload;
+}
+
+bool KnownCompression(uint32_t c) {
+  return c == kCompressionNone || c == kCompressionZstd;
+}
+
+void AppendLe32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint32_t ReadLe32(std::string_view s) {
+  FERRY_SEAL_CHECK(s.size() >= 4);
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(s[i]);
+  return v;
+}
+
+std::string WrapAad(std::string_view collection_id, uint32_t epoch) {
+  std::string aad = Cat(kWrapAadDomain, collection_id);
+  AppendLe32(aad, epoch);
+  return aad;
+}
+
+std::string MetadataAad(std::string_view collection_id) {
+  return Cat(kMetadataAadDomain, collection_id);
+}
+
+std::string ChunkAad(std::string_view collection_id, std::string_view id,
+                     std::string_view header) {
+  FERRY_SEAL_CHECK(id.size() == kChunkIdBytes);
+  FERRY_SEAL_CHECK(header.size() == kChunkHeaderBytes);
+  return Cat(kChunkAadDomain, collection_id, std::string_view("\0", 1), id, header);
+}
+
+absl::Status CheckChunkIds(const std::vector<std::string>& chunk_ids) {
+  if (chunk_ids.size() > kEnvelopeChunkIdsMax) {
+    return absl::InvalidArgumentError(Cat("transaction references ", chunk_ids.size(),
+                                          " chunks, more than ", kEnvelopeChunkIdsMax));
+  }
+  for (const std::string& id : chunk_ids) {
+    if (id.size() != kChunkIdBytes) {
+      return absl::InvalidArgumentError(
+          Cat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTransactionForSeal(const v1::Transaction& tx) {
+  if (tx.tx_id().size() != kTxIdBytes) {
+    return absl::InvalidArgumentError(
+        Cat("tx_id of ", tx.tx_id().size(), " bytes, want ", kTxIdBytes));
+  }
+  if (static_cast<size_t>(tx.ops_size()) > kTransactionOpsMax) {
+    return absl::InvalidArgumentError(
+        Cat("transaction has ", tx.ops_size(), " ops, more than ", kTransactionOpsMax));
+  }
+  if (tx.ByteSizeLong() > kTransactionBytesMax) {
+    return absl::InvalidArgumentError(Cat("transaction is ", tx.ByteSizeLong(),
+                                          " bytes, more than ", kTransactionBytesMax));
+  }
+  return absl::OkStatus();
+}
+
+v1::EnvelopeHeader MakeHeader(const CollectionKey& key, std::string_view collection_id,
+                              const v1::Transaction& tx, uint32_t compression,
+                              size_t plaintext_bytes,
+                              const std::vector<std::string>& chunk_ids) {
+  v1::EnvelopeHeader header;
+  header.set_format(kEnvelopeFormat);
+  header.set_aead(kAeadXChaCha20Poly1305);
+  header.set_compression(compression);
+  header.set_plaintext_bytes(plaintext_bytes);
+  header.set_key_epoch(key.epoch);
+  header.set_collection_id(std::string(collection_id));
+  header.set_tx_id(tx.tx_id());
+  header.set_device_id(tx.device_id());
+  header.set_base_seq(tx.base_seq());
+  for (const std::string& id : chunk_ids) header.add_chunk_ids(id);
+  return header;
+}
+
+absl::Status CheckHeader(const v1::EnvelopeHeader& h) {
+  if (h.format() != kEnvelopeFormat) {
+    return absl::InvalidArgumentError(Cat("unknown envelope format ", h.format()));
+  }
+  if (h.aead() != kAeadXChaCha20Poly1305) {
+    return absl::InvalidArgumentError(Cat("unknown envelope aead ", h.aead()));
+  }
+  if (!KnownCompression(h.compression())) {
+    return absl::InvalidArgumentError(
+        Cat("unknown envelope compression ", h.compression()));
+  }
+  if (h.plaintext_bytes() > kTransactionBytesMax) {
+    return absl::InvalidArgumentError(Cat("envelope declares ", h.plaintext_bytes(),
+                                          " plaintext bytes, more than ",
+                                          kTransactionBytesMax));
+  }
+  if (static_cast<size_t>(h.chunk_ids_size()) > kEnvelopeChunkIdsMax) {
+    return absl::InvalidArgumentError(Cat("envelope lists ", h.chunk_ids_size(),
+                                          " chunk ids, more than ",
+                                          kEnvelopeChunkIdsMax));
+  }
+  for (const std::string& id : h.chunk_ids()) {
+    if (id.size() != kChunkIdBytes) {
+      return absl::InvalidArgumentError(
+          Cat("envelope lists a chunk id of ", id.size(), " bytes"));
+    }
+  }
+  if (h.tx_id().size() != kTxIdBytes) {
+    return absl::InvalidArgumentError(
+        Cat("envelope tx_id of ", h.tx_id().size(), " bytes, want ", kTxIdBytes));
+  }
+  if (h.collection_id().empty()) {
+    return absl::InvalidArgumentError("envelope has an empty collection id");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOpenedTransaction(const v1::EnvelopeHeader& h,
+                                    const v1::Transaction& tx) {
+  if (static_cast<size_t>(tx.ops_size()) > kTransactionOpsMax) {
+    return absl::InvalidArgumentError(
+        Cat("transaction has ", tx.ops_size(), " ops, more than ", kTransactionOpsMax));
+  }
+  if (tx.tx_id() != h.tx_id() || tx.device_id() != h.device_id() ||
+      tx.base_seq() != h.base_seq()) {
+    return absl::DataLossError(
+        "transaction disagrees with its envelope header (tx_id, device_id or base_seq)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckKdfParams(const KdfParams& p) {
+  if (p.alg != kKdfArgon2id13) {
+    return absl::InvalidArgumentError(Cat("unknown kdf algorithm ", p.alg));
+  }
+  if (p.salt.size() != kSaltBytes) {
+    return absl::InvalidArgumentError(
+        Cat("kdf salt of ", p.salt.size(), " bytes, want ", kSaltBytes));
+  }
+  if (p.ops_limit < crypto_pwhash_argon2id_OPSLIMIT_MIN ||
+      p.ops_limit > kKdfOpsLimitMax) {
+    return absl::InvalidArgumentError(Cat("kdf ops limit ", p.ops_limit, " outside [",
+                                          crypto_pwhash_argon2id_OPSLIMIT_MIN, ", ",
+                                          kKdfOpsLimitMax, "]"));
+  }
+  if (p.mem_limit_bytes < crypto_pwhash_argon2id_MEMLIMIT_MIN ||
+      p.mem_limit_bytes > kKdfMemLimitBytesMax) {
+    return absl::InvalidArgumentError(
+        Cat("kdf memory limit ", p.mem_limit_bytes, " outside [",
+            crypto_pwhash_argon2id_MEMLIMIT_MIN, ", ", kKdfMemLimitBytesMax, "]"));
+  }
+  return absl::OkStatus();
+}
+
+KdfParams MakeKdfParams(uint64_t ops_limit, uint64_t mem_limit_bytes) {
+  KdfParams p;
+  p.ops_limit = ops_limit;
+  p.mem_limit_bytes = mem_limit_bytes;
+  p.salt = RandomBytes(kSaltBytes);
+  return p;
+}
+
+}  // namespace
+
+void Init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (sodium_init() < 0) {
+      std::fprintf(stderr, "ferry: sodium_init failed\n");
+      std::abort();
+    }
+  });
+}
+
+// ---- SecretKey ----
+
+SecretKey::SecretKey() { bytes_.fill(0); }
+
+SecretKey::SecretKey(std::string_view bytes) {
+  FERRY_SEAL_CHECK(bytes.size() == kKeyBytes);
+  std::copy(bytes.begin(), bytes.end(), bytes_.begin());
+}
+
+SecretKey::~SecretKey() { sodium_memzero(bytes_.data(), bytes_.size()); }
+
+SecretKey::SecretKey(const SecretKey& other) : bytes_(other.bytes_) {}
+
+SecretKey& SecretKey::operator=(const SecretKey& other) {
+  bytes_ = other.bytes_;
+  return *this;
+}
+
+SecretKey SecretKey::Random() {
+  SecretKey key;
+  randombytes_buf(key.data(), kKeyBytes);
+  return key;
+}
+
+// ---- Account keys ----
+
+// Moderate: Argon2id with libsodium's INTERACTIVE costs (2 passes over 64 MiB), about
+// 0.1 s on this project's machines. Fast: the minimum libsodium accepts (1 pass over
+// 8 KiB).
+KdfParams KdfParams::Moderate() {
+  return MakeKdfParams(crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE,
+                       crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE);
+}
+
+KdfParams KdfParams::Fast() {
+  return MakeKdfParams(crypto_pwhash_argon2id_OPSLIMIT_MIN,
+                       crypto_pwhash_argon2id_MEMLIMIT_MIN);
+}
+
+absl::StatusOr<AccountKeys> DeriveAccountKeys(std::string_view passphrase,
+                                              const KdfParams& params) {
+  FERRY_RETURN_IF_ERROR(CheckKdfParams(params));
+  if (passphrase.size() > crypto_pwhash_argon2id_PASSWD_MAX) {
+    return absl::InvalidArgumentError("passphrase is too long");
+  }
+  SecretKey root;
+  if (crypto_pwhash(root.data(), kKeyBytes, passphrase.data(), passphrase.size(),
+                    U8(params.salt), params.ops_limit,
+                    static_cast<size_t>(params.mem_limit_bytes),
+                    crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    return absl::ResourceExhaustedError("argon2id failed (out of memory?)");
+  }
+  AccountKeys keys;
+  keys.auth_key = DeriveSubkey(root, 1, kKdfContextAuth);
+  keys.master_key = DeriveSubkey(root, 1, kKdfContextMaster);
+  return keys;
+}
+
+// ---- Small helpers ----
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  randombytes_buf(out.data(), n);
+  return out;
+}
+
+std::string RandomId() { return ToHex(RandomBytes(16)); }
+
+std::string NewToken() {
+  constexpr int kVariant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+  constexpr size_t kRawBytes = 32;
+  std::string raw = RandomBytes(kRawBytes);
+  std::string out(sodium_base64_ENCODED_LEN(kRawBytes, kVariant), '\0');
+  sodium_bin2base64(out.data(), out.size(), U8(raw), raw.size(), kVariant);
+  sodium_memzero(raw.data(), raw.size());
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+std::string HashAuthKey(std::string_view auth_key) {
+  return Blake2b(nullptr, kAuthKeyHashDomain, auth_key);
+}
+
+std::string HashToken(std::string_view token) {
+  return Blake2b(nullptr, kTokenHashDomain, token);
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string ToHex(std::string_view bytes) {
+  std::string out(bytes.size() * 2 + 1, '\0');
+  sodium_bin2hex(out.data(), out.size(), U8(bytes), bytes.size());
+  out.resize(bytes.size() * 2);
+  return out;
+}
+
+absl::StatusOr<std::string> FromHex(std::string_view hex) {
+  if (hex.size() % 2 != 0) {
+    return absl::InvalidArgumentError("hex string of odd length");
+  }
+  std::string out(hex.size() / 2, '\0');
+  size_t bin_len = 0;
+  const char* end = nullptr;
+  if (sodium_hex2bin(U8(out), out.size(), hex.data(), hex.size(), nullptr, &bin_len,
+                     &end) != 0 ||
+      end != hex.data() + hex.size() || bin_len != out.size()) {
+    return absl::InvalidArgumentError("not a hex string");
+  }
+  return out;
+}
+
+// ---- Wrapped keys and metadata ----
+
+absl::StatusOr<std::string> WrapCollectionKey(const SecretKey& master_key,
+                                              std::string_view collection_id,
+                                              const CollectionKey& key) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  return AeadSeal(master_key, WrapAad(collection_id, key.epoch), key.key.view());
+}
+
+absl::StatusOr<CollectionKey> UnwrapCollectionKey(const SecretKey& master_key,
+                                                  std::string_view collection_id,
+                                                  uint32_t epoch,
+                                                  std::string_view wrapped) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (wrapped.size() != kWrappedKeyBytes) {
+    return absl::InvalidArgumentError(
+        Cat("wrapped key of ", wrapped.size(), " bytes, want ", kWrappedKeyBytes));
+  }
+  FERRY_ASSIGN_OR_RETURN(
+      std::string raw, AeadOpenJoined(master_key, WrapAad(collection_id, epoch), wrapped,
+                                      "wrapped collection key"));
+  CollectionKey key{SecretKey(raw), epoch};
+  sodium_memzero(raw.data(), raw.size());
+  return key;
+}
+
+absl::StatusOr<std::string> SealMetadata(const SecretKey& master_key,
+                                         std::string_view collection_id,
+                                         std::string_view plaintext) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (plaintext.size() > kCollectionMetadataBytesMax - kNonceBytes - kTagBytes) {
+    return absl::InvalidArgumentError(
+        Cat("collection metadata of ", plaintext.size(), " bytes is too large"));
+  }
+  return AeadSeal(master_key, MetadataAad(collection_id), plaintext);
+}
+
+absl::StatusOr<std::string> OpenMetadata(const SecretKey& master_key,
+                                         std::string_view collection_id,
+                                         std::string_view sealed) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (sealed.size() > kCollectionMetadataBytesMax) {
+    return absl::InvalidArgumentError(
+        Cat("sealed metadata of ", sealed.size(), " bytes is too large"));
+  }
+  return AeadOpenJoined(master_key, MetadataAad(collection_id), sealed,
+                        "collection metadata");
+}
+
+// ---- ContentHasher ----
+
+ContentHasher::ContentHasher(const CollectionKey& key)
+    : chunk_key_(DeriveSubkey(key.key, 1, kKdfContextChunkId)),
+      digest_key_(DeriveSubkey(key.key, 1, kKdfContextDigest)) {}
+
+std::string ContentHasher::ChunkId(std::string_view plaintext) const {
+  return Blake2b(&chunk_key_, {}, plaintext);
+}
+
+std::string ContentHasher::ContentDigest(std::string_view plaintext) const {
+  return Blake2b(&digest_key_, {}, plaintext);
+}
+
+// ---- Envelopes ----
+// The payload is sealed with the collection key itself; the AAD (the exact header
+// bytes, which start with the format field) cannot be mistaken for a chunk's AAD.
+
+absl::StatusOr<std::string> SealTransaction(const CollectionKey& key,
+                                            std::string_view collection_id,
+                                            const v1::Transaction& tx,
+                                            const std::vector<std::string>& chunk_ids) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  FERRY_RETURN_IF_ERROR(CheckTransactionForSeal(tx));
+  FERRY_RETURN_IF_ERROR(CheckChunkIds(chunk_ids));
+  std::string plaintext = tx.SerializeAsString();
+  auto [compression, payload] = MaybeCompress(plaintext);
+  v1::EnvelopeHeader header =
+      MakeHeader(key, collection_id, tx, compression, plaintext.size(), chunk_ids);
+  v1::Envelope envelope;
+  envelope.set_header(header.SerializeAsString());
+  std::string sealed = AeadSeal(key.key, envelope.header(), payload);
+  envelope.set_nonce(sealed.substr(0, kNonceBytes));
+  envelope.set_ciphertext(sealed.substr(kNonceBytes));
+  std::string out = envelope.SerializeAsString();
+  if (out.size() > kEnvelopeBytesMax) {
+    return absl::InvalidArgumentError(
+        Cat("sealed envelope is ", out.size(), " bytes, more than ", kEnvelopeBytesMax));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::EnvelopeHeader> DecodeEnvelope(std::string_view envelope_bytes,
+                                                  v1::Envelope* envelope) {
+  if (envelope_bytes.size() > kEnvelopeBytesMax) {
+    return absl::InvalidArgumentError(Cat("envelope is ", envelope_bytes.size(),
+                                          " bytes, more than ", kEnvelopeBytesMax));
+  }
+  v1::Envelope local;
+  if (envelope == nullptr) envelope = &local;
+  if (!envelope->ParseFromArray(envelope_bytes.data(),
+                                static_cast<int>(envelope_bytes.size()))) {
+    return absl::InvalidArgumentError("envelope does not parse");
+  }
+  v1::EnvelopeHeader header;
+  if (!header.ParseFromString(envelope->header())) {
+    return absl::InvalidArgumentError("envelope header does not parse");
+  }
+  FERRY_RETURN_IF_ERROR(CheckHeader(header));
+  if (envelope->nonce().size() != kNonceBytes) {
+    return absl::InvalidArgumentError(Cat("envelope nonce of ", envelope->nonce().size(),
+                                          " bytes, want ", kNonceBytes));
+  }
+  if (envelope->ciphertext().size() < kTagBytes) {
+    return absl::InvalidArgumentError("envelope ciphertext is shorter than its tag");
+  }
+  return header;
+}
+
+absl::StatusOr<v1::Transaction> OpenTransaction(const CollectionKey& key,
+                                                std::string_view collection_id,
+                                                std::string_view envelope_bytes) {
+  v1::Envelope envelope;
+  FERRY_ASSIGN_OR_RETURN(v1::EnvelopeHeader header,
+                         DecodeEnvelope(envelope_bytes, &envelope));
+  if (header.collection_id() != collection_id) {
+    return absl::PermissionDeniedError("envelope belongs to another collection");
+  }
+  if (header.key_epoch() != key.epoch) {
+    return absl::FailedPreconditionError(
+        Cat("envelope sealed with key epoch ", header.key_epoch(), ", have ", key.epoch));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::string payload,
+                         AeadOpen(key.key, envelope.header(), envelope.nonce(),
+                                  envelope.ciphertext(), "envelope"));
+  FERRY_ASSIGN_OR_RETURN(
+      std::string plaintext,
+      DecodePayload(header.compression(), std::move(payload), header.plaintext_bytes(),
+                    kTransactionBytesMax, "envelope"));
+  v1::Transaction tx;
+  if (!tx.ParseFromString(plaintext)) {
+    return absl::DataLossError("envelope payload is not a transaction");
+  }
+  FERRY_RETURN_IF_ERROR(CheckOpenedTransaction(header, tx));
+  return tx;
+}
+
+// ---- Chunks ----
+
+absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
+                                      const ContentHasher& hasher,
+                                      std::string_view collection_id,
+                                      std::string_view plaintext) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (plaintext.size() > kChunkBytesMax) {
+    return absl::InvalidArgumentError(
+        Cat("chunk of ", plaintext.size(), " bytes, more than ", kChunkBytesMax));
+  }
+  SealedChunk chunk;
+  chunk.id = hasher.ChunkId(plaintext);
+  auto [compression, payload] = MaybeCompress(plaintext);
+  std::string header;
+  header.push_back(static_cast<char>(kChunkVersion));
+  header.push_back(static_cast<char>(compression));
+  AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
+  chunk.data =
+      header + AeadSeal(key.key, ChunkAad(collection_id, chunk.id, header), payload);
+  FERRY_SEAL_CHECK(chunk.data.size() <= kSealedChunkBytesMax);
+  return chunk;
+}
+
+absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
+                                      const ContentHasher& hasher,
+                                      std::string_view collection_id, std::string_view id,
+                                      std::string_view sealed) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (id.size() != kChunkIdBytes) {
+    return absl::InvalidArgumentError(
+        Cat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
+  }
+  if (sealed.size() > kSealedChunkBytesMax) {
+    return absl::InvalidArgumentError(Cat("sealed chunk of ", sealed.size(),
+                                          " bytes, more than ", kSealedChunkBytesMax));
+  }
+  if (sealed.size() < kChunkPrefixBytes + kTagBytes) {
+    return absl::InvalidArgumentError("sealed chunk is too short");
+  }
+  std::string_view header = sealed.substr(0, kChunkHeaderBytes);
+  uint8_t version = static_cast<uint8_t>(header[0]);
+  uint8_t compression = static_cast<uint8_t>(header[1]);
+  uint32_t declared = ReadLe32(header.substr(2));
+  if (version != kChunkVersion) {
+    return absl::InvalidArgumentError(Cat("unknown chunk version ", version));
+  }
+  if (!KnownCompression(compression)) {
+    return absl::InvalidArgumentError(Cat("unknown chunk compression ", compression));
+  }
+  if (declared > kChunkBytesMax) {
+    return absl::InvalidArgumentError(
+        Cat("chunk declares ", declared, " bytes, more than ", kChunkBytesMax));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::string payload,
+                         AeadOpen(key.key, ChunkAad(collection_id, id, header),
+                                  sealed.substr(kChunkHeaderBytes, kNonceBytes),
+                                  sealed.substr(kChunkPrefixBytes), "chunk"));
+  FERRY_ASSIGN_OR_RETURN(
+      std::string plaintext,
+      DecodePayload(compression, std::move(payload), declared, kChunkBytesMax, "chunk"));
+  if (!ConstantTimeEquals(hasher.ChunkId(plaintext), id)) {
+    return absl::DataLossError("chunk content does not match its id");
+  }
+  return plaintext;
+}
+
+}  // namespace ferry::seal

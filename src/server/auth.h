@@ -1,0 +1,38 @@
+// Authorization of every call but account creation and login: the bearer token names
+// a device; a device reaches only its own account's collections.
+#ifndef FERRY_SERVER_AUTH_H_
+#define FERRY_SERVER_AUTH_H_
+
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "src/core/clock.h"
+#include "src/server/backend/backend.h"
+
+namespace grpc {
+class ServerContext;
+}
+
+namespace ferry::server {
+
+class Authenticator {
+ public:
+  Authenticator(Backend* backend, Clock* clock) : backend_(backend), clock_(clock) {}
+
+  // The calling device, from `authorization: Bearer <token>` metadata. UNAUTHENTICATED
+  // when the token is absent, malformed, unknown or revoked.
+  absl::StatusOr<DeviceRecord> Authenticate(const grpc::ServerContext& context);
+
+  // The collection, when `device` may reach it. PERMISSION_DENIED when it belongs to
+  // another account or does not exist (the two are not told apart).
+  absl::StatusOr<CollectionRecord> Authorize(const DeviceRecord& device,
+                                             std::string_view collection_id);
+
+ private:
+  Backend* const backend_;
+  Clock* const clock_;
+};
+
+}  // namespace ferry::server
+
+#endif  // FERRY_SERVER_AUTH_H_

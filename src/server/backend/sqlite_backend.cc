@@ -1,0 +1,554 @@
+// The embedded backend: one SQLite database (WAL, synchronous=FULL) for accounts,
+// devices, collections, leases and the log, and one file per chunk under chunks/.
+// A single connection guarded by a mutex: SQLite serializes writers anyway, and the
+// critical sections are short.
+#include <cassert>
+#include <mutex>
+#include <optional>
+
+#include "src/core/strings.h"
+#include "src/core/file_util.h"
+#include "src/core/limits.h"
+#include "src/core/status_macros.h"
+#include "src/server/backend/backend.h"
+#include "src/sqlite/sqlite.h"
+
+namespace ferry::server {
+namespace {
+
+// Each entry moves the schema one version forward. Never edit a released entry: add one.
+constexpr const char* kMigrations[] = {
+    // 1: the first schema.
+    R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE accounts(
+  account_id TEXT PRIMARY KEY,
+  user TEXT NOT NULL UNIQUE,
+  kdf_alg INTEGER NOT NULL,
+  kdf_ops_limit INTEGER NOT NULL,
+  kdf_mem_limit_bytes INTEGER NOT NULL,
+  kdf_salt BLOB NOT NULL,
+  auth_key_hash BLOB NOT NULL,
+  created_ms INTEGER NOT NULL);
+CREATE TABLE devices(
+  device_id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  name TEXT NOT NULL,
+  token_hash BLOB NOT NULL UNIQUE,
+  created_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX devices_by_account ON devices(account_id);
+CREATE TABLE collections(
+  collection_id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(account_id),
+  metadata BLOB NOT NULL,
+  wrapped_key BLOB NOT NULL,
+  key_epoch INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  head_seq INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX collections_by_account ON collections(account_id);
+CREATE TABLE leases(
+  collection_id TEXT PRIMARY KEY REFERENCES collections(collection_id),
+  device_id TEXT NOT NULL,
+  fencing_token INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL);
+CREATE TABLE log(
+  collection_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  tx_id BLOB NOT NULL,
+  device_id TEXT NOT NULL,
+  envelope BLOB NOT NULL,
+  PRIMARY KEY(collection_id, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX log_by_tx_id ON log(collection_id, tx_id);
+CREATE TABLE chunks(
+  collection_id TEXT NOT NULL,
+  chunk_id BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  PRIMARY KEY(collection_id, chunk_id)) WITHOUT ROWID;
+)sql",
+};
+
+constexpr char kBackendName[] = "sqlite";
+
+std::string Hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+DeviceRecord ReadDevice(const sqlite::Statement& s) {
+  DeviceRecord d;
+  d.device_id = s.ColumnText(0);
+  d.account_id = s.ColumnText(1);
+  d.name = s.ColumnText(2);
+  d.token_hash = s.ColumnBlob(3);
+  d.created_ms = s.ColumnInt(4);
+  d.last_seen_ms = s.ColumnInt(5);
+  d.revoked = s.ColumnInt(6) != 0;
+  return d;
+}
+
+CollectionRecord ReadCollection(const sqlite::Statement& s) {
+  CollectionRecord c;
+  c.collection_id = s.ColumnText(0);
+  c.account_id = s.ColumnText(1);
+  c.metadata = s.ColumnBlob(2);
+  c.wrapped_key = s.ColumnBlob(3);
+  c.key_epoch = static_cast<uint32_t>(s.ColumnInt(4));
+  c.created_ms = s.ColumnInt(5);
+  return c;
+}
+
+constexpr char kDeviceColumns[] =
+    "device_id, account_id, name, token_hash, created_ms, last_seen_ms, revoked";
+constexpr char kCollectionColumns[] =
+    "collection_id, account_id, metadata, wrapped_key, key_epoch, created_ms";
+
+class SqliteBackend final : public Backend {
+ public:
+  SqliteBackend(std::string data_dir, std::unique_ptr<sqlite::Database> db)
+      : data_dir_(std::move(data_dir)), db_(std::move(db)) {}
+
+  std::string_view Name() const override { return kBackendName; }
+
+  absl::Status Init() {
+    std::lock_guard lock(mu_);
+    FERRY_RETURN_IF_ERROR(db_->Migrate(kMigrations, std::size(kMigrations)));
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(auto get, db_->Prepare("SELECT value FROM meta WHERE key='backend'"));
+    FERRY_ASSIGN_OR_RETURN(bool found, get.Step());
+    if (found) {
+      std::string stored = get.ColumnText(0);
+      if (stored != kBackendName) {
+        return absl::FailedPreconditionError(StrCat(
+            "data directory was written by backend '", stored, "', not '", kBackendName, "'"));
+      }
+      return absl::OkStatus();
+    }
+    FERRY_ASSIGN_OR_RETURN(auto put,
+                           db_->Prepare("INSERT INTO meta(key, value) VALUES('backend', ?)"));
+    FERRY_RETURN_IF_ERROR(put.BindText(1, kBackendName).Run());
+    return tx.Commit();
+  }
+
+  absl::Status CreateAccount(const AccountRecord& a, const DeviceRecord& first) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "INSERT INTO accounts(account_id, user, kdf_alg, kdf_ops_limit, kdf_mem_limit_bytes,"
+        " kdf_salt, auth_key_hash, created_ms) VALUES(?,?,?,?,?,?,?,?)"));
+    s.BindText(1, a.account_id).BindText(2, a.user).Bind(3, a.kdf_alg);
+    s.Bind(4, static_cast<int64_t>(a.kdf_ops_limit));
+    s.Bind(5, static_cast<int64_t>(a.kdf_mem_limit_bytes));
+    s.BindBlob(6, a.kdf_salt).BindBlob(7, a.auth_key_hash).Bind(8, a.created_ms);
+    absl::Status status = s.Run();
+    if (absl::IsAlreadyExists(status)) {
+      return absl::AlreadyExistsError(StrCat("user '", a.user, "' exists"));
+    }
+    FERRY_RETURN_IF_ERROR(status);
+    FERRY_RETURN_IF_ERROR(InsertDevice(first));
+    return tx.Commit();
+  }
+
+  absl::StatusOr<AccountRecord> GetAccountByUser(std::string_view user) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "SELECT account_id, user, kdf_alg, kdf_ops_limit, kdf_mem_limit_bytes, kdf_salt,"
+        " auth_key_hash, created_ms FROM accounts WHERE user = ?"));
+    s.BindText(1, user);
+    FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError("no such user");
+    AccountRecord a;
+    a.account_id = s.ColumnText(0);
+    a.user = s.ColumnText(1);
+    a.kdf_alg = static_cast<uint32_t>(s.ColumnInt(2));
+    a.kdf_ops_limit = static_cast<uint64_t>(s.ColumnInt(3));
+    a.kdf_mem_limit_bytes = static_cast<uint64_t>(s.ColumnInt(4));
+    a.kdf_salt = s.ColumnBlob(5);
+    a.auth_key_hash = s.ColumnBlob(6);
+    a.created_ms = s.ColumnInt(7);
+    return a;
+  }
+
+  absl::Status CreateDevice(const DeviceRecord& d) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(auto count,
+                           db_->Prepare("SELECT COUNT(*) FROM devices WHERE account_id = ?"));
+    count.BindText(1, d.account_id);
+    FERRY_ASSIGN_OR_RETURN(bool row, count.Step());
+    assert(row);
+    (void)row;
+    if (static_cast<size_t>(count.ColumnInt(0)) >= kDevicesPerAccountMax) {
+      return absl::ResourceExhaustedError(
+          StrCat("an account has at most ", kDevicesPerAccountMax, " devices"));
+    }
+    FERRY_RETURN_IF_ERROR(InsertDevice(d));
+    return tx.Commit();
+  }
+
+  absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(std::string_view token_hash) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
+        "SELECT ", kDeviceColumns, " FROM devices WHERE token_hash = ?")));
+    s.BindBlob(1, token_hash);
+    FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError("no device with this token");
+    return ReadDevice(s);
+  }
+
+  absl::StatusOr<std::vector<DeviceRecord>> ListDevices(std::string_view account_id) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
+        "SELECT ", kDeviceColumns,
+        " FROM devices WHERE account_id = ? ORDER BY created_ms, device_id")));
+    s.BindText(1, account_id);
+    std::vector<DeviceRecord> out;
+    for (size_t i = 0; i <= kDevicesPerAccountMax; ++i) {
+      FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(ReadDevice(s));
+    }
+    return out;
+  }
+
+  absl::Status RenameDevice(std::string_view account_id, std::string_view device_id,
+                            std::string_view name) override {
+    return UpdateDevice("UPDATE devices SET name = ?3 WHERE account_id = ?1 AND device_id = ?2",
+                        account_id, device_id, name);
+  }
+
+  absl::Status RevokeDevice(std::string_view account_id,
+                            std::string_view device_id) override {
+    return UpdateDevice("UPDATE devices SET revoked = 1 WHERE account_id = ?1 AND device_id = ?2",
+                        account_id, device_id, std::nullopt);
+  }
+
+  absl::Status TouchDevice(std::string_view device_id, int64_t now_ms) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "UPDATE devices SET last_seen_ms = ? WHERE device_id = ? AND last_seen_ms < ?"));
+    return s.Bind(1, now_ms).BindText(2, device_id).Bind(3, now_ms).Run();
+  }
+
+  absl::Status CreateCollection(const CollectionRecord& c) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
+        "INSERT INTO collections(", kCollectionColumns, ") VALUES(?,?,?,?,?,?)")));
+    s.BindText(1, c.collection_id).BindText(2, c.account_id).BindBlob(3, c.metadata);
+    s.BindBlob(4, c.wrapped_key).Bind(5, c.key_epoch).Bind(6, c.created_ms);
+    absl::Status status = s.Run();
+    if (absl::IsAlreadyExists(status)) {
+      return absl::AlreadyExistsError("a collection with this id exists");
+    }
+    return status;
+  }
+
+  absl::StatusOr<CollectionRecord> GetCollection(std::string_view collection_id) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
+        "SELECT ", kCollectionColumns, " FROM collections WHERE collection_id = ?")));
+    s.BindText(1, collection_id);
+    FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError("no such collection");
+    return ReadCollection(s);
+  }
+
+  absl::StatusOr<std::vector<CollectionRecord>> ListCollections(
+      std::string_view account_id) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
+        "SELECT ", kCollectionColumns,
+        " FROM collections WHERE account_id = ? ORDER BY created_ms, collection_id")));
+    s.BindText(1, account_id);
+    std::vector<CollectionRecord> out;
+    for (;;) {
+      FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      out.push_back(ReadCollection(s));
+    }
+    return out;
+  }
+
+  absl::StatusOr<LeaseRecord> AcquireLease(std::string_view collection_id,
+                                           std::string_view device_id, int64_t now_ms,
+                                           int64_t ttl_ms) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
+    if (!lease.device_id.empty() && lease.device_id != device_id && lease.expires_ms > now_ms) {
+      return absl::FailedPreconditionError(StrCat(
+          "the lease is held by device ", lease.device_id, " until ", lease.expires_ms));
+    }
+    lease.collection_id = std::string(collection_id);
+    lease.device_id = std::string(device_id);
+    lease.fencing_token += 1;
+    lease.expires_ms = now_ms + ttl_ms;
+    FERRY_RETURN_IF_ERROR(WriteLease(lease));
+    FERRY_RETURN_IF_ERROR(tx.Commit());
+    return lease;
+  }
+
+  absl::StatusOr<LeaseRecord> RenewLease(std::string_view collection_id,
+                                         std::string_view device_id, uint64_t token,
+                                         int64_t now_ms, int64_t ttl_ms) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
+    if (lease.device_id != device_id || lease.fencing_token != token ||
+        lease.expires_ms <= now_ms) {
+      return absl::FailedPreconditionError("the lease is not held with this fencing token");
+    }
+    lease.expires_ms = now_ms + ttl_ms;
+    FERRY_RETURN_IF_ERROR(WriteLease(lease));
+    FERRY_RETURN_IF_ERROR(tx.Commit());
+    return lease;
+  }
+
+  absl::Status ReleaseLease(std::string_view collection_id, std::string_view device_id,
+                            uint64_t token) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "UPDATE leases SET device_id = '', expires_ms = 0"
+        " WHERE collection_id = ? AND device_id = ? AND fencing_token = ?"));
+    return s.BindText(1, collection_id).BindText(2, device_id)
+        .Bind(3, static_cast<int64_t>(token)).Run();
+  }
+
+  absl::StatusOr<AppendResult> Append(const AppendRecord& a) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(auto dup, db_->Prepare(
+        "SELECT seq FROM log WHERE collection_id = ? AND tx_id = ?"));
+    dup.BindText(1, a.collection_id).BindBlob(2, a.tx_id);
+    FERRY_ASSIGN_OR_RETURN(bool seen, dup.Step());
+    if (seen) return AppendResult{static_cast<uint64_t>(dup.ColumnInt(0)), true};
+
+    FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(a.collection_id));
+    FERRY_RETURN_IF_ERROR(CheckFencing(lease, a));
+
+    FERRY_ASSIGN_OR_RETURN(uint64_t head, ReadHead(a.collection_id));
+    if (a.base_seq != head) {
+      return absl::AbortedError(StrCat("base_seq ", a.base_seq, " is not the head ",
+                                             head, ": pull and retry"));
+    }
+    FERRY_RETURN_IF_ERROR(CheckChunksStored(a.collection_id, a.chunk_ids));
+
+    uint64_t seq = head + 1;
+    FERRY_ASSIGN_OR_RETURN(auto insert, db_->Prepare(
+        "INSERT INTO log(collection_id, seq, tx_id, device_id, envelope) VALUES(?,?,?,?,?)"));
+    insert.BindText(1, a.collection_id).Bind(2, static_cast<int64_t>(seq));
+    insert.BindBlob(3, a.tx_id).BindText(4, a.device_id).BindBlob(5, a.envelope);
+    FERRY_RETURN_IF_ERROR(insert.Run());
+    FERRY_ASSIGN_OR_RETURN(auto bump, db_->Prepare(
+        "UPDATE collections SET head_seq = ? WHERE collection_id = ? AND head_seq = ?"));
+    bump.Bind(1, static_cast<int64_t>(seq)).BindText(2, a.collection_id);
+    FERRY_RETURN_IF_ERROR(bump.Bind(3, static_cast<int64_t>(head)).Run());
+    assert(db_->Changes() == 1);
+    FERRY_RETURN_IF_ERROR(tx.Commit());
+    return AppendResult{seq, false};
+  }
+
+  absl::StatusOr<PullResult> Pull(std::string_view collection_id, uint64_t after_seq,
+                                  uint32_t limit, size_t bytes_max) override {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    PullResult result;
+    FERRY_ASSIGN_OR_RETURN(result.head_seq, ReadHead(collection_id));
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "SELECT seq, envelope FROM log WHERE collection_id = ? AND seq > ?"
+        " ORDER BY seq LIMIT ?"));
+    s.BindText(1, collection_id).Bind(2, static_cast<int64_t>(after_seq)).Bind(3, limit);
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < limit; ++i) {
+      FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      LogEntry entry{static_cast<uint64_t>(s.ColumnInt(0)), s.ColumnBlob(1)};
+      if (!result.entries.empty() && bytes + entry.envelope.size() > bytes_max) break;
+      bytes += entry.envelope.size();
+      result.entries.push_back(std::move(entry));
+    }
+    uint64_t last = result.entries.empty() ? after_seq : result.entries.back().seq;
+    result.more = last < result.head_seq;
+    return result;
+  }
+
+  absl::StatusOr<uint64_t> Head(std::string_view collection_id) override {
+    std::lock_guard lock(mu_);
+    return ReadHead(collection_id);
+  }
+
+  absl::StatusOr<std::vector<bool>> HasChunks(std::string_view collection_id,
+                                              const std::vector<std::string>& ids) override {
+    std::lock_guard lock(mu_);
+    return HasChunksLocked(collection_id, {ids.begin(), ids.end()});
+  }
+
+  absl::StatusOr<bool> PutChunk(std::string_view collection_id, std::string_view id,
+                                std::string_view data) override {
+    {
+      std::lock_guard lock(mu_);
+      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has, HasChunksLocked(collection_id, {id}));
+      if (has[0]) return false;
+    }
+    // The file is written and made durable outside the lock; only then is the chunk
+    // recorded, so a recorded chunk always has its file.
+    std::string dir = ChunkDir(collection_id, id);
+    FERRY_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    FERRY_RETURN_IF_ERROR(WriteFileAtomic(ChunkPath(collection_id, id), data, 0600));
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "INSERT OR IGNORE INTO chunks(collection_id, chunk_id, size) VALUES(?,?,?)"));
+    s.BindText(1, collection_id).BindBlob(2, id).Bind(3, static_cast<int64_t>(data.size()));
+    FERRY_RETURN_IF_ERROR(s.Run());
+    return db_->Changes() == 1;
+  }
+
+  absl::StatusOr<std::string> GetChunk(std::string_view collection_id,
+                                       std::string_view id) override {
+    {
+      std::lock_guard lock(mu_);
+      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has, HasChunksLocked(collection_id, {id}));
+      if (!has[0]) return absl::NotFoundError("chunk not stored");
+    }
+    absl::StatusOr<std::string> data =
+        ReadFile(ChunkPath(collection_id, id), kSealedChunkBytesMax);
+    if (absl::IsNotFound(data.status())) {
+      return absl::DataLossError(StrCat("chunk file missing: ", data.status().message()));
+    }
+    return data;
+  }
+
+ private:
+  absl::StatusOr<std::vector<bool>> HasChunksLocked(std::string_view collection_id,
+                                                    std::vector<std::string_view> ids) {
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "SELECT 1 FROM chunks WHERE collection_id = ? AND chunk_id = ?"));
+    std::vector<bool> present;
+    for (std::string_view id : ids) {
+      s.Reset();
+      s.BindText(1, collection_id).BindBlob(2, id);
+      FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+      present.push_back(found);
+    }
+    return present;
+  }
+
+  std::string ChunkDir(std::string_view collection_id, std::string_view id) const {
+    std::string hex = Hex(id);
+    return StrCat(data_dir_, "/chunks/", collection_id, "/", hex.substr(0, 2));
+  }
+
+  std::string ChunkPath(std::string_view collection_id, std::string_view id) const {
+    return StrCat(ChunkDir(collection_id, id), "/", Hex(id));
+  }
+
+  absl::Status InsertDevice(const DeviceRecord& d) {
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
+        "INSERT INTO devices(", kDeviceColumns, ") VALUES(?,?,?,?,?,?,?)")));
+    s.BindText(1, d.device_id).BindText(2, d.account_id).BindText(3, d.name);
+    s.BindBlob(4, d.token_hash).Bind(5, d.created_ms).Bind(6, d.last_seen_ms);
+    return s.Bind(7, d.revoked ? 1 : 0).Run();
+  }
+
+  // Runs `sql` with ?1 = account, ?2 = device and, when given, ?3 = value.
+  absl::Status UpdateDevice(std::string_view sql, std::string_view account_id,
+                            std::string_view device_id, std::optional<std::string_view> value) {
+    std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(sql));
+    s.BindText(1, account_id).BindText(2, device_id);
+    if (value.has_value()) s.BindText(3, *value);
+    FERRY_RETURN_IF_ERROR(s.Run());
+    if (db_->Changes() == 0) return absl::NotFoundError("no such device in this account");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> ReadHead(std::string_view collection_id) {
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "SELECT head_seq FROM collections WHERE collection_id = ?"));
+    s.BindText(1, collection_id);
+    FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError("no such collection");
+    return static_cast<uint64_t>(s.ColumnInt(0));
+  }
+
+  // A missing row reads as a free lease with token 0.
+  absl::StatusOr<LeaseRecord> ReadLease(std::string_view collection_id) {
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "SELECT device_id, fencing_token, expires_ms FROM leases WHERE collection_id = ?"));
+    s.BindText(1, collection_id);
+    LeaseRecord lease;
+    lease.collection_id = std::string(collection_id);
+    FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (found) {
+      lease.device_id = s.ColumnText(0);
+      lease.fencing_token = static_cast<uint64_t>(s.ColumnInt(1));
+      lease.expires_ms = s.ColumnInt(2);
+    }
+    return lease;
+  }
+
+  absl::Status WriteLease(const LeaseRecord& lease) {
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
+        "INSERT INTO leases(collection_id, device_id, fencing_token, expires_ms)"
+        " VALUES(?1,?2,?3,?4) ON CONFLICT(collection_id) DO UPDATE SET"
+        " device_id = ?2, fencing_token = ?3, expires_ms = ?4"));
+    s.BindText(1, lease.collection_id).BindText(2, lease.device_id);
+    return s.Bind(3, static_cast<int64_t>(lease.fencing_token)).Bind(4, lease.expires_ms).Run();
+  }
+
+  // While a lease is live only its holder, with the current token, may append. A token
+  // older than the current one is refused even after the lease ran out: another device
+  // has held the collection since.
+  static absl::Status CheckFencing(const LeaseRecord& lease, const AppendRecord& a) {
+    bool live = !lease.device_id.empty() && lease.expires_ms > a.now_ms;
+    if (live && lease.device_id != a.device_id) {
+      return absl::FailedPreconditionError(
+          StrCat("collection is leased to device ", lease.device_id));
+    }
+    if (live && a.fencing_token != lease.fencing_token) {
+      return absl::FailedPreconditionError("stale fencing token: acquire the lease again");
+    }
+    if (a.fencing_token != 0 && a.fencing_token < lease.fencing_token) {
+      return absl::FailedPreconditionError("stale fencing token: acquire the lease again");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckChunksStored(std::string_view collection_id,
+                                 const std::vector<std::string>& ids) {
+    FERRY_ASSIGN_OR_RETURN(std::vector<bool> present,
+                           HasChunksLocked(collection_id, {ids.begin(), ids.end()}));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!present[i]) {
+        return absl::FailedPreconditionError(
+            StrCat("envelope references chunk ", Hex(ids[i]), " which is not stored"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string data_dir_;
+  std::mutex mu_;
+  std::unique_ptr<sqlite::Database> db_;  // guarded by mu_
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> OpenSqliteBackend(std::string_view data_dir) {
+  std::string dir(data_dir);
+  FERRY_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  FERRY_RETURN_IF_ERROR(MakeDirs(dir + "/chunks", 0700));
+  FERRY_ASSIGN_OR_RETURN(auto db, sqlite::Database::Open(dir + "/ferry.db"));
+  auto backend = std::make_unique<SqliteBackend>(dir, std::move(db));
+  FERRY_RETURN_IF_ERROR(backend->Init());
+  return backend;
+}
+
+}  // namespace ferry::server

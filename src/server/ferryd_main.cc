@@ -1,0 +1,124 @@
+// ferryd: the ferry data store and management service.
+#include <pthread.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <toml++/toml.h>
+
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+#include "src/server/server.h"
+
+namespace {
+
+std::string DefaultDataDir() {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/ferryd";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::string(home) + "/.local/share/ferryd";
+  }
+  return "ferryd-data";
+}
+
+// Reads `data`, `listen` and `log_level` from a TOML file; flags given on the command
+// line win over the file.
+bool ApplyConfig(const std::string& path, const CLI::App& app,
+                 ferry::server::ServerOptions* options, std::string* log_level) {
+  toml::table config;
+  try {
+    config = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::fprintf(stderr, "ferryd: cannot read config %s: %s\n", path.c_str(),
+                 std::string(e.description()).c_str());
+    return false;
+  }
+  for (const auto& [key, value] : config) {
+    if (key != "data" && key != "listen" && key != "log_level") {
+      std::fprintf(stderr, "ferryd: unknown key '%s' in %s\n", std::string(key.str()).c_str(),
+                   path.c_str());
+      return false;
+    }
+    if (!value.is_string()) {
+      std::fprintf(stderr, "ferryd: '%s' in %s must be a string\n",
+                   std::string(key.str()).c_str(), path.c_str());
+      return false;
+    }
+  }
+  if (app.count("--data") == 0) options->data_dir = config["data"].value_or(options->data_dir);
+  if (app.count("--listen") == 0) options->listen = config["listen"].value_or(options->listen);
+  if (app.count("--log-level") == 0) *log_level = config["log_level"].value_or(*log_level);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ferry::server::ServerOptions options;
+  options.data_dir = DefaultDataDir();
+  std::string config_path;
+  std::string log_level = "info";
+
+  CLI::App app{
+      "ferryd: the ferry data store and management service.\n"
+      "Stores each collection's log of sealed (encrypted) transactions and chunks, and\n"
+      "manages accounts, devices, collections and leases. It never sees plaintext.\n"
+      "Serves gRPC over TLS only: on first start it makes a self-signed certificate in\n"
+      "DATA/tls/ and prints its SHA-256 fingerprint (also in DATA/tls/fingerprint);\n"
+      "clients pin it on first contact. Stops cleanly on SIGINT or SIGTERM.",
+      "ferryd"};
+  app.add_option("--data", options.data_dir,
+                 "Data directory: database, chunks, certificate (default: "
+                 "$XDG_DATA_HOME/ferryd or ~/.local/share/ferryd)");
+  app.add_option("--listen", options.listen,
+                 "host:port to serve on; port 0 picks a free port")
+      ->capture_default_str();
+  app.add_option("--config", config_path,
+                 "TOML file with any of: data = \"DIR\", listen = \"HOST:PORT\", "
+                 "log_level = \"LEVEL\"; command-line flags win");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (!config_path.empty() && !ApplyConfig(config_path, app, &options, &log_level)) return 2;
+
+  auto logger = spdlog::stderr_color_mt("ferryd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  // Signals are taken by one thread with sigwait; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = ferry::server::Ferryd::Start(options);
+  if (!server.ok()) {
+    spdlog::error("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  std::printf("ferryd listening on %s\nfingerprint %s\ndata %s\n", (*server)->address().c_str(),
+              (*server)->fingerprint().c_str(), options.data_dir.c_str());
+  std::fflush(stdout);
+  spdlog::info("serving on {} with data in {}", (*server)->address(), options.data_dir);
+
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    spdlog::info("signal {}: shutting down", signal);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  spdlog::info("stopped");
+  return 0;
+}

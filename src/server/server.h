@@ -1,0 +1,38 @@
+// ferryd as a library: opens the backend, makes or loads the TLS certificate, and
+// serves the Manage and Store services. Used by ferryd's main and by tests.
+#ifndef FERRY_SERVER_SERVER_H_
+#define FERRY_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace ferry::server {
+
+struct ServerOptions {
+  std::string data_dir;                  // created when missing (mode 0700)
+  std::string listen = "127.0.0.1:7443";  // host:port; port 0 picks a free one
+};
+
+class Ferryd {
+ public:
+  // Opens everything and starts serving. FAILED_PRECONDITION when another ferryd holds
+  // the data directory.
+  static absl::StatusOr<std::unique_ptr<Ferryd>> Start(const ServerOptions& options);
+  virtual ~Ferryd() = default;
+
+  // The address actually bound, with the real port.
+  virtual std::string address() const = 0;
+  // "SHA256:<hex>" of the server certificate.
+  virtual std::string fingerprint() const = 0;
+  // Stops accepting calls, ends watch streams and waits (bounded) for calls in flight.
+  // Safe to call from any thread, more than once.
+  virtual void Shutdown() = 0;
+  // Blocks until Shutdown() has completed.
+  virtual void Wait() = 0;
+};
+
+}  // namespace ferry::server
+
+#endif  // FERRY_SERVER_SERVER_H_

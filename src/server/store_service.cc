@@ -1,0 +1,220 @@
+#include "src/server/store_service.h"
+
+#include <map>
+#include <optional>
+
+#include "src/core/strings.h"
+#include "src/core/limits.h"
+#include "src/core/status_macros.h"
+#include "src/rpc/status.h"
+#include "src/seal/seal.h"
+
+namespace ferry::server {
+namespace {
+
+// A Watch stream re-checks cancellation and shutdown at least this often.
+constexpr std::chrono::milliseconds kWatchPollInterval{500};
+
+absl::Status CheckChunkIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  if (static_cast<size_t>(ids.size()) > kChunkIdsPerRequestMax) {
+    return absl::InvalidArgumentError(
+        StrCat("at most ", kChunkIdsPerRequestMax, " chunk ids per request"));
+  }
+  for (const std::string& id : ids) {
+    if (id.size() != kChunkIdBytes) {
+      return absl::InvalidArgumentError("a chunk id is 32 bytes");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::AppendResponse> StoreService::DoAppend(const grpc::ServerContext& context,
+                                                          const v1::AppendRequest& request) {
+  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
+  FERRY_RETURN_IF_ERROR(auth_->Authorize(me, request.collection_id()).status());
+  v1::Envelope envelope;
+  FERRY_ASSIGN_OR_RETURN(v1::EnvelopeHeader header,
+                         seal::DecodeEnvelope(request.envelope(), &envelope));
+  if (header.collection_id() != request.collection_id()) {
+    return absl::InvalidArgumentError("envelope is sealed for another collection");
+  }
+  if (header.device_id() != me.device_id) {
+    return absl::PermissionDeniedError("envelope names another device than the caller");
+  }
+  AppendRecord append;
+  append.collection_id = request.collection_id();
+  append.tx_id = header.tx_id();
+  append.device_id = me.device_id;
+  append.base_seq = header.base_seq();
+  append.envelope = request.envelope();
+  append.chunk_ids.assign(header.chunk_ids().begin(), header.chunk_ids().end());
+  append.fencing_token = request.fencing_token();
+  append.now_ms = clock_->NowMs();
+  FERRY_ASSIGN_OR_RETURN(AppendResult result, backend_->Append(append));
+  heads_->Publish(request.collection_id(), result.seq);
+  v1::AppendResponse response;
+  response.set_seq(result.seq);
+  response.set_duplicate(result.duplicate);
+  return response;
+}
+
+grpc::Status StoreService::Append(grpc::ServerContext* context,
+                                  const v1::AppendRequest* request,
+                                  v1::AppendResponse* response) {
+  absl::StatusOr<v1::AppendResponse> result = DoAppend(*context, *request);
+  if (result.ok()) *response = *std::move(result);
+  return rpc::ToGrpc(result.status());
+}
+
+grpc::Status StoreService::Pull(grpc::ServerContext* context, const v1::PullRequest* request,
+                                v1::PullResponse* response) {
+  absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
+  if (!me.ok()) return rpc::ToGrpc(me.status());
+  absl::Status allowed = auth_->Authorize(*me, request->collection_id()).status();
+  if (!allowed.ok()) return rpc::ToGrpc(allowed);
+  uint32_t limit = request->limit() == 0 || request->limit() > kPullEntriesMax
+                       ? kPullEntriesMax
+                       : request->limit();
+  absl::StatusOr<PullResult> result =
+      backend_->Pull(request->collection_id(), request->after_seq(), limit, kPullBytesMax);
+  if (!result.ok()) return rpc::ToGrpc(result.status());
+  for (LogEntry& entry : result->entries) {
+    v1::LogEntry* out = response->add_entries();
+    out->set_seq(entry.seq);
+    out->set_envelope(std::move(entry.envelope));
+  }
+  response->set_head_seq(result->head_seq);
+  response->set_more(result->more);
+  return grpc::Status::OK;
+}
+
+grpc::Status StoreService::Head(grpc::ServerContext* context, const v1::HeadRequest* request,
+                                v1::HeadResponse* response) {
+  absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
+  if (!me.ok()) return rpc::ToGrpc(me.status());
+  absl::Status allowed = auth_->Authorize(*me, request->collection_id()).status();
+  if (!allowed.ok()) return rpc::ToGrpc(allowed);
+  absl::StatusOr<uint64_t> head = backend_->Head(request->collection_id());
+  if (head.ok()) response->set_head_seq(*head);
+  return rpc::ToGrpc(head.status());
+}
+
+grpc::Status StoreService::HasChunks(grpc::ServerContext* context,
+                                     const v1::HasChunksRequest* request,
+                                     v1::HasChunksResponse* response) {
+  absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
+  if (!me.ok()) return rpc::ToGrpc(me.status());
+  absl::Status allowed = auth_->Authorize(*me, request->collection_id()).status();
+  if (allowed.ok()) allowed = CheckChunkIds(request->ids());
+  if (!allowed.ok()) return rpc::ToGrpc(allowed);
+  std::vector<std::string> ids(request->ids().begin(), request->ids().end());
+  absl::StatusOr<std::vector<bool>> present =
+      backend_->HasChunks(request->collection_id(), ids);
+  if (!present.ok()) return rpc::ToGrpc(present.status());
+  for (bool p : *present) response->add_present(p);
+  return grpc::Status::OK;
+}
+
+absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
+                                       grpc::ServerReader<v1::Chunk>* reader,
+                                       v1::PutChunksResponse* response) {
+  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(*context));
+  std::string authorized_collection;  // the stream's collections are checked as they come
+  v1::Chunk chunk;
+  for (size_t count = 0; reader->Read(&chunk); ++count) {
+    if (count >= kChunksPerPutMax) {
+      return absl::InvalidArgumentError(
+          StrCat("at most ", kChunksPerPutMax, " chunks per PutChunks"));
+    }
+    if (chunk.collection_id() != authorized_collection) {
+      FERRY_RETURN_IF_ERROR(auth_->Authorize(me, chunk.collection_id()).status());
+      authorized_collection = chunk.collection_id();
+    }
+    if (chunk.id().size() != kChunkIdBytes) {
+      return absl::InvalidArgumentError("a chunk id is 32 bytes");
+    }
+    if (chunk.data().empty() || chunk.data().size() > kSealedChunkBytesMax) {
+      return absl::InvalidArgumentError("sealed chunk size out of bounds");
+    }
+    FERRY_ASSIGN_OR_RETURN(bool stored,
+                           backend_->PutChunk(chunk.collection_id(), chunk.id(), chunk.data()));
+    if (stored) {
+      response->set_stored(response->stored() + 1);
+    } else {
+      response->set_present(response->present() + 1);
+    }
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status StoreService::PutChunks(grpc::ServerContext* context,
+                                     grpc::ServerReader<v1::Chunk>* reader,
+                                     v1::PutChunksResponse* response) {
+  return rpc::ToGrpc(DoPutChunks(context, reader, response));
+}
+
+absl::Status StoreService::DoGetChunks(const grpc::ServerContext& context,
+                                       const v1::GetChunksRequest& request,
+                                       grpc::ServerWriter<v1::Chunk>* writer) {
+  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
+  FERRY_RETURN_IF_ERROR(auth_->Authorize(me, request.collection_id()).status());
+  FERRY_RETURN_IF_ERROR(CheckChunkIds(request.ids()));
+  for (const std::string& id : request.ids()) {
+    v1::Chunk chunk;
+    FERRY_ASSIGN_OR_RETURN(*chunk.mutable_data(), backend_->GetChunk(request.collection_id(), id));
+    chunk.set_collection_id(request.collection_id());
+    chunk.set_id(id);
+    if (!writer->Write(chunk)) return absl::CancelledError("client went away");
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status StoreService::GetChunks(grpc::ServerContext* context,
+                                     const v1::GetChunksRequest* request,
+                                     grpc::ServerWriter<v1::Chunk>* writer) {
+  return rpc::ToGrpc(DoGetChunks(*context, *request, writer));
+}
+
+absl::Status StoreService::DoWatch(grpc::ServerContext* context,
+                                   const v1::WatchRequest& request,
+                                   grpc::ServerWriter<v1::HeadChanged>* writer) {
+  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(*context));
+  if (request.collection_ids().empty() ||
+      static_cast<size_t>(request.collection_ids().size()) > kWatchCollectionsMax) {
+    return absl::InvalidArgumentError(
+        StrCat("watch 1 to ", kWatchCollectionsMax, " collections"));
+  }
+  std::map<std::string, std::optional<uint64_t>> told;  // collection -> last head sent
+  for (const std::string& id : request.collection_ids()) {
+    FERRY_RETURN_IF_ERROR(auth_->Authorize(me, id).status());
+    FERRY_ASSIGN_OR_RETURN(uint64_t head, backend_->Head(id));
+    heads_->Publish(id, head);
+    told[id] = std::nullopt;
+  }
+  // The version is read before each scan, so a head that moves during the scan wakes
+  // the next wait at once. Each wait is bounded, so cancellation is seen promptly.
+  uint64_t version = heads_->Version();
+  while (!context->IsCancelled() && !heads_->IsShutDown()) {
+    for (auto& [id, last] : told) {
+      uint64_t head = heads_->Head(id);
+      if (last.has_value() && *last == head) continue;
+      v1::HeadChanged change;
+      change.set_collection_id(id);
+      change.set_head_seq(head);
+      if (!writer->Write(change)) return absl::OkStatus();
+      last = head;
+    }
+    version = heads_->Wait(version, kWatchPollInterval);
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status StoreService::Watch(grpc::ServerContext* context,
+                                 const v1::WatchRequest* request,
+                                 grpc::ServerWriter<v1::HeadChanged>* writer) {
+  return rpc::ToGrpc(DoWatch(context, *request, writer));
+}
+
+}  // namespace ferry::server

@@ -1,0 +1,189 @@
+// The ferry and ferryd programs as a person uses them.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "tests/process.h"
+
+namespace ferry {
+namespace {
+
+using testing::CommandResult;
+using testing::FerrydProcess;
+using testing::FerryPath;
+using testing::FerrydPath;
+using testing::RunCommand;
+using testing::TempDir;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_ / "passphrase") << "correct horse battery staple\n";
+    server_ = std::make_unique<FerrydProcess>(dir_ / "server");
+    ASSERT_TRUE(server_->ok()) << server_->error();
+  }
+
+  CommandResult Ferry(const std::string& home, std::vector<std::string> args) {
+    std::vector<std::string> argv = {FerryPath(), "--home", dir_ / home};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+
+  CommandResult Login(const std::string& home, const std::string& command,
+                      const std::string& device) {
+    std::vector<std::string> args;
+    if (command == "create") args = {"account", "create"};
+    else args = {"login"};
+    std::vector<std::string> rest = {"--server", server_->address(), "--user", "alice",
+                                     "--passphrase-file", dir_ / "passphrase",
+                                     "--device-name", device};
+    args.insert(args.end(), rest.begin(), rest.end());
+    return Ferry(home, args);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FerrydProcess> server_;
+};
+
+int CountLines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST_F(CliTest, AccountDevicesAndRevoke) {
+  CommandResult created = Login("laptop", "create", "laptop");
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_NE(created.out.find(server_->fingerprint()), std::string::npos) << created.out;
+  CommandResult phone = Login("phone", "login", "phone");
+  ASSERT_EQ(phone.exit_code, 0) << phone.err;
+
+  CommandResult devices = Ferry("laptop", {"devices"});
+  ASSERT_EQ(devices.exit_code, 0) << devices.err;
+  EXPECT_EQ(CountLines(devices.out), 2) << devices.out;
+  EXPECT_NE(devices.out.find("phone"), std::string::npos);
+  EXPECT_NE(devices.out.find("(this device)"), std::string::npos);
+
+  CommandResult revoked = Ferry("laptop", {"revoke", "phone"});
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
+  CommandResult refused = Ferry("phone", {"devices"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("revoked"), std::string::npos) << refused.err;
+  CommandResult after = Ferry("laptop", {"devices"});
+  EXPECT_NE(after.out.find("revoked"), std::string::npos) << after.out;
+}
+
+TEST_F(CliTest, WrongPassphraseIsRefused) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  std::ofstream(dir_ / "passphrase") << "wrong\n";
+  CommandResult refused = Login("phone", "login", "phone");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("wrong user name or passphrase"), std::string::npos) << refused.err;
+  CommandResult no_device = Ferry("phone", {"devices"});
+  EXPECT_EQ(no_device.exit_code, 1);
+  EXPECT_NE(no_device.err.find("ferry login"), std::string::npos) << no_device.err;
+}
+
+TEST_F(CliTest, PutAndLogThroughTheRealServices) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  ASSERT_EQ(Login("phone", "login", "phone").exit_code, 0);
+  ASSERT_EQ(Ferry("laptop", {"collection", "create", "Notes"}).exit_code, 0);
+  CommandResult put = Ferry("phone", {"put", "Notes", "note-1", "title=groceries"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  CommandResult log = Ferry("laptop", {"log", "Notes"});
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_NE(log.out.find("put note-1 title=groceries"), std::string::npos) << log.out;
+  CommandResult list = Ferry("phone", {"collections"});
+  EXPECT_NE(list.out.find("Notes"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("head 1"), std::string::npos) << list.out;
+}
+
+TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  // A second server (another certificate) now answers at the address the device knows.
+  FerrydProcess impostor(dir_ / "impostor");
+  ASSERT_TRUE(impostor.ok()) << impostor.error();
+  std::string state_path = dir_ / "laptop/device.toml";
+  std::ifstream in(state_path);
+  std::string state((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  state = std::regex_replace(state, std::regex(server_->address()), impostor.address());
+  std::ofstream(state_path) << state;
+  CommandResult refused = Ferry("laptop", {"devices"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("changed"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find(impostor.fingerprint()), std::string::npos) << refused.err;
+}
+
+TEST_F(CliTest, FingerprintIsCheckedOnFirstContact) {
+  std::vector<std::string> base = {"account", "create", "--server", server_->address(),
+                                   "--user", "alice", "--passphrase-file", dir_ / "passphrase"};
+  std::vector<std::string> wrong = base;
+  wrong.insert(wrong.end(), {"--fingerprint", "SHA256:" + std::string(64, '0')});
+  CommandResult refused = Ferry("laptop", wrong);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("not the expected"), std::string::npos) << refused.err;
+  std::vector<std::string> right = base;
+  right.insert(right.end(), {"--fingerprint", server_->fingerprint()});
+  CommandResult accepted = Ferry("laptop", right);
+  EXPECT_EQ(accepted.exit_code, 0) << accepted.err;
+}
+
+TEST_F(CliTest, DeadServerGivesAClearError) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  ASSERT_EQ(server_->Stop(), 0);
+  CommandResult refused = Ferry("laptop", {"devices"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("cannot reach ferryd"), std::string::npos) << refused.err;
+}
+
+TEST(ProgramTest, UnknownFlagsAreRejected) {
+  CommandResult ferryd = RunCommand({FerrydPath(), "--no-such-flag"});
+  EXPECT_NE(ferryd.exit_code, 0);
+  EXPECT_NE(ferryd.err.find("no-such-flag"), std::string::npos) << ferryd.err;
+  CommandResult ferry = RunCommand({FerryPath(), "devices", "--no-such-flag"});
+  EXPECT_NE(ferry.exit_code, 0);
+  EXPECT_NE(ferry.err.find("no-such-flag"), std::string::npos) << ferry.err;
+  CommandResult help = RunCommand({FerrydPath(), "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--listen"), std::string::npos);
+}
+
+TEST(ProgramTest, UnusableDataDirectoryIsAClearError) {
+  TempDir dir;
+  std::ofstream(dir / "file") << "not a directory";
+  CommandResult result = RunCommand({FerrydPath(), "--data", dir / "file/data", "--listen",
+                                     "127.0.0.1:0"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("cannot start"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("file"), std::string::npos) << result.err;
+}
+
+TEST(ProgramTest, OneDataDirectoryServesOneFerryd) {
+  TempDir dir;
+  FerrydProcess first(dir / "data");
+  ASSERT_TRUE(first.ok()) << first.error();
+  CommandResult second = RunCommand({FerrydPath(), "--data", dir / "data", "--listen",
+                                     "127.0.0.1:0"});
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find("another ferryd"), std::string::npos) << second.err;
+  EXPECT_EQ(first.Stop(), 0);
+}
+
+TEST(ProgramTest, ConfigFileSetsTheSameOptions) {
+  TempDir dir;
+  std::ofstream(dir / "ferryd.toml") << "data = \"" << (dir / "from-config") << "\"\n"
+                                     << "listen = \"127.0.0.1:0\"\n";
+  FerrydProcess server(dir / "ignored", {"--config", dir / "ferryd.toml"});
+  // --data on the command line wins over the file.
+  ASSERT_TRUE(server.ok()) << server.error();
+  EXPECT_EQ(server.Stop(), 0);
+  struct stat st;
+  EXPECT_EQ(::stat((dir / "ignored/tls/fingerprint").c_str(), &st), 0);
+  std::ofstream(dir / "bad.toml") << "listen = 7\n";
+  CommandResult bad = RunCommand({FerrydPath(), "--config", dir / "bad.toml"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("must be a string"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,69 @@
+// Test helpers that run the real binaries: ferryd as a server process, ferry as a
+// command. Every wait is bounded.
+#ifndef FERRY_TESTS_PROCESS_H_
+#define FERRY_TESTS_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace ferry::testing {
+
+// A fresh directory under /tmp, removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -1: killed by a signal or timed out
+  std::string out;
+  std::string err;
+};
+
+// Runs `argv` (argv[0] is the program path) with `input` on stdin; kills it after
+// `timeout_ms`.
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
+                         int timeout_ms = 60000);
+
+// A ferryd process on 127.0.0.1 with a free port.
+class FerrydProcess {
+ public:
+  // Starts ferryd on `data_dir` and waits (bounded) until it prints its address.
+  // Check ok() after construction; error() says what went wrong.
+  explicit FerrydProcess(std::string data_dir, std::vector<std::string> extra_args = {});
+  ~FerrydProcess();
+
+  bool ok() const { return pid_ > 0 && !address_.empty(); }
+  const std::string& error() const { return error_; }
+  const std::string& address() const { return address_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  const std::string& data_dir() const { return data_dir_; }
+
+  // SIGTERM, then waits for a clean exit; returns the exit code (-1 on a timeout).
+  int Stop();
+  // SIGKILL, no chance to clean up.
+  void Kill9();
+
+ private:
+  std::string data_dir_;
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string address_;
+  std::string fingerprint_;
+  std::string error_;
+};
+
+std::string FerrydPath();
+std::string FerryPath();
+
+}  // namespace ferry::testing
+
+#endif  // FERRY_TESTS_PROCESS_H_
