@@ -11,9 +11,9 @@ namespace ferry {
 namespace {
 
 using testing::CommandResult;
+using testing::FerrydPath;
 using testing::FerrydProcess;
 using testing::FerryPath;
-using testing::FerrydPath;
 using testing::RunCommand;
 using testing::TempDir;
 
@@ -34,11 +34,13 @@ class CliTest : public ::testing::Test {
   CommandResult Login(const std::string& home, const std::string& command,
                       const std::string& device) {
     std::vector<std::string> args;
-    if (command == "create") args = {"account", "create"};
-    else args = {"login"};
-    std::vector<std::string> rest = {"--server", server_->address(), "--user", "alice",
-                                     "--passphrase-file", dir_ / "passphrase",
-                                     "--device-name", device};
+    if (command == "create")
+      args = {"account", "create"};
+    else
+      args = {"login"};
+    std::vector<std::string> rest = {
+        "--server",          server_->address(),  "--user",        "alice",
+        "--passphrase-file", dir_ / "passphrase", "--device-name", device};
     args.insert(args.end(), rest.begin(), rest.end());
     return Ferry(home, args);
   }
@@ -78,7 +80,8 @@ TEST_F(CliTest, WrongPassphraseIsRefused) {
   std::ofstream(dir_ / "passphrase") << "wrong\n";
   CommandResult refused = Login("phone", "login", "phone");
   EXPECT_EQ(refused.exit_code, 1);
-  EXPECT_NE(refused.err.find("wrong user name or passphrase"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("wrong user name or passphrase"), std::string::npos)
+      << refused.err;
   CommandResult no_device = Ferry("phone", {"devices"});
   EXPECT_EQ(no_device.exit_code, 1);
   EXPECT_NE(no_device.err.find("ferry login"), std::string::npos) << no_device.err;
@@ -105,7 +108,8 @@ TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {
   ASSERT_TRUE(impostor.ok()) << impostor.error();
   std::string state_path = dir_ / "laptop/device.toml";
   std::ifstream in(state_path);
-  std::string state((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string state((std::istreambuf_iterator<char>(in)),
+                    std::istreambuf_iterator<char>());
   state = std::regex_replace(state, std::regex(server_->address()), impostor.address());
   std::ofstream(state_path) << state;
   CommandResult refused = Ferry("laptop", {"devices"});
@@ -115,8 +119,9 @@ TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {
 }
 
 TEST_F(CliTest, FingerprintIsCheckedOnFirstContact) {
-  std::vector<std::string> base = {"account", "create", "--server", server_->address(),
-                                   "--user", "alice", "--passphrase-file", dir_ / "passphrase"};
+  std::vector<std::string> base = {"account",           "create",           "--server",
+                                   server_->address(),  "--user",           "alice",
+                                   "--passphrase-file", dir_ / "passphrase"};
   std::vector<std::string> wrong = base;
   wrong.insert(wrong.end(), {"--fingerprint", "SHA256:" + std::string(64, '0')});
   CommandResult refused = Ferry("laptop", wrong);
@@ -151,8 +156,8 @@ TEST(ProgramTest, UnknownFlagsAreRejected) {
 TEST(ProgramTest, UnusableDataDirectoryIsAClearError) {
   TempDir dir;
   std::ofstream(dir / "file") << "not a directory";
-  CommandResult result = RunCommand({FerrydPath(), "--data", dir / "file/data", "--listen",
-                                     "127.0.0.1:0"});
+  CommandResult result =
+      RunCommand({FerrydPath(), "--data", dir / "file/data", "--listen", "127.0.0.1:0"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("cannot start"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("file"), std::string::npos) << result.err;
@@ -162,8 +167,8 @@ TEST(ProgramTest, OneDataDirectoryServesOneFerryd) {
   TempDir dir;
   FerrydProcess first(dir / "data");
   ASSERT_TRUE(first.ok()) << first.error();
-  CommandResult second = RunCommand({FerrydPath(), "--data", dir / "data", "--listen",
-                                     "127.0.0.1:0"});
+  CommandResult second =
+      RunCommand({FerrydPath(), "--data", dir / "data", "--listen", "127.0.0.1:0"});
   EXPECT_EQ(second.exit_code, 1);
   EXPECT_NE(second.err.find("another ferryd"), std::string::npos) << second.err;
   EXPECT_EQ(first.Stop(), 0);

@@ -32,16 +32,27 @@ class FerrydTest : public ::testing::Test {
   }
 
   std::unique_ptr<Device> NewAccount(const std::string& user, const std::string& device) {
-    client::LoginOptions options{dir_ / (user + "-" + device), server_->address(), user,
-                                 "passphrase of " + user, device, server_->fingerprint(), true};
+    client::LoginOptions options{dir_ / (user + "-" + device),
+                                 server_->address(),
+                                 user,
+                                 "passphrase of " + user,
+                                 device,
+                                 server_->fingerprint(),
+                                 true};
     auto created = Device::CreateAccount(options);
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? *std::move(created) : nullptr;
   }
 
-  std::unique_ptr<Device> LoginDevice(const std::string& user, const std::string& device) {
-    client::LoginOptions options{dir_ / (user + "-" + device), server_->address(), user,
-                                 "passphrase of " + user, device, "", false};
+  std::unique_ptr<Device> LoginDevice(const std::string& user,
+                                      const std::string& device) {
+    client::LoginOptions options{dir_ / (user + "-" + device),
+                                 server_->address(),
+                                 user,
+                                 "passphrase of " + user,
+                                 device,
+                                 "",
+                                 false};
     auto logged_in = Device::Login(options);
     EXPECT_TRUE(logged_in.ok()) << logged_in.status();
     return logged_in.ok() ? *std::move(logged_in) : nullptr;
@@ -119,7 +130,8 @@ TEST_F(FerrydTest, AppendReferencingAMissingChunkIsRefused) {
   ASSERT_TRUE(chunk.ok());
   std::string envelope = Envelope(*a, *c, 0, "with chunk", {chunk->id});
   auto refused = a->client().Append(c->collection_id, envelope, 0);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
   EXPECT_EQ(*a->client().Head(c->collection_id), 0u);
 
   auto has = a->client().HasChunks(c->collection_id, {chunk->id});
@@ -131,7 +143,8 @@ TEST_F(FerrydTest, AppendReferencingAMissingChunkIsRefused) {
   EXPECT_TRUE((*a->client().HasChunks(c->collection_id, {chunk->id}))[0]);
   auto got = a->client().GetChunks(c->collection_id, {chunk->id});
   ASSERT_TRUE(got.ok()) << got.status();
-  auto opened = seal::OpenChunk(c->key, hasher, c->collection_id, chunk->id, (*got)[0].second);
+  auto opened =
+      seal::OpenChunk(c->key, hasher, c->collection_id, chunk->id, (*got)[0].second);
   ASSERT_TRUE(opened.ok());
   EXPECT_EQ(*opened, "chunk content");
   EXPECT_TRUE(a->client().Append(c->collection_id, envelope, 0).ok());
@@ -146,7 +159,9 @@ TEST_F(FerrydTest, AnotherAccountsCollectionIsOutOfReach) {
   std::string id = c->collection_id;
   ASSERT_TRUE(a->client().Append(id, Envelope(*a, *c, 0, "secret"), 0).ok());
   net::Client& bob = b->client();
-  auto denied = [](const absl::Status& s) { return s.code() == absl::StatusCode::kPermissionDenied; };
+  auto denied = [](const absl::Status& s) {
+    return s.code() == absl::StatusCode::kPermissionDenied;
+  };
   // bob seals with his own key but names alice's collection.
   CollectionInfo forged = *c;
   forged.key.key = seal::SecretKey::Random();
@@ -207,7 +222,8 @@ TEST_F(FerrydTest, LeaseFencesOtherDevicesAndStaleTokens) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(b->client().Append(id, Envelope(*b, *c, 0, "b"), 0).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(a->client().Append(id, Envelope(*a, *c, 0, "a"), lease->fencing_token()).ok());
+  ASSERT_TRUE(
+      a->client().Append(id, Envelope(*a, *c, 0, "a"), lease->fencing_token()).ok());
   auto renewed = a->client().RenewLease(id, lease->fencing_token(), 60000);
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(renewed->fencing_token(), lease->fencing_token());
@@ -216,11 +232,13 @@ TEST_F(FerrydTest, LeaseFencesOtherDevicesAndStaleTokens) {
   ASSERT_TRUE(taken.ok());
   EXPECT_GT(taken->fencing_token(), lease->fencing_token());
   // a's token is stale now: refused even with a correct base.
-  EXPECT_EQ(a->client().Append(id, Envelope(*a, *c, 1, "late"), lease->fencing_token())
+  EXPECT_EQ(a->client()
+                .Append(id, Envelope(*a, *c, 1, "late"), lease->fencing_token())
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(b->client().Append(id, Envelope(*b, *c, 1, "b"), taken->fencing_token()).ok());
+  EXPECT_TRUE(
+      b->client().Append(id, Envelope(*b, *c, 1, "b"), taken->fencing_token()).ok());
   EXPECT_EQ(a->client().AcquireLease(id, 10).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
@@ -235,7 +253,8 @@ TEST_F(FerrydTest, WatchTellsWhenTheHeadMoves) {
   // A bounded test: the watch is cancelled if nothing arrives in time.
   std::atomic<bool> finished{false};
   std::thread watchdog([&] {
-    for (int i = 0; i < 300 && !finished; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 300 && !finished; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (!finished) watch->Cancel();
   });
   v1::HeadChanged change;
@@ -266,7 +285,8 @@ TEST_F(FerrydTest, FailedLoginsAreRateLimited) {
   EXPECT_EQ((*raw)->Login(wrong).status().code(), absl::StatusCode::kUnauthenticated);
   // Now the account waits; even the right passphrase is not checked until then.
   auto blocked = (*raw)->Login(wrong);
-  EXPECT_EQ(blocked.status().code(), absl::StatusCode::kResourceExhausted) << blocked.status();
+  EXPECT_EQ(blocked.status().code(), absl::StatusCode::kResourceExhausted)
+      << blocked.status();
   // An unknown user looks like a real one: plausible parameters, stable salt.
   auto p1 = (*raw)->GetLoginParams("nobody");
   auto p2 = (*raw)->GetLoginParams("nobody");
@@ -282,8 +302,9 @@ TEST_F(FerrydTest, AcknowledgedAppendsSurviveKill9) {
   ASSERT_TRUE(c.ok());
   constexpr int kAppends = 20;
   for (int i = 0; i < kAppends; ++i) {
-    ASSERT_TRUE(
-        a->client().Append(c->collection_id, Envelope(*a, *c, i, std::to_string(i)), 0).ok());
+    ASSERT_TRUE(a->client()
+                    .Append(c->collection_id, Envelope(*a, *c, i, std::to_string(i)), 0)
+                    .ok());
   }
   server_->Kill9();  // right after the last acknowledgement
   server_ = std::make_unique<FerrydProcess>(dir_ / "server");
@@ -295,14 +316,15 @@ TEST_F(FerrydTest, AcknowledgedAppendsSurviveKill9) {
   auto page = (*reconnected)->Pull(c->collection_id, 0, 0);
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->entries_size(), kAppends);
-  auto last = seal::OpenTransaction(c->key, c->collection_id, page->entries(kAppends - 1).envelope());
+  auto last = seal::OpenTransaction(c->key, c->collection_id,
+                                    page->entries(kAppends - 1).envelope());
   ASSERT_TRUE(last.ok()) << last.status();
   EXPECT_EQ(last->ops(0).put().item().fields(0).bytes(), std::to_string(kAppends - 1));
 }
 
 TEST_F(FerrydTest, ServerHoldsNoPlaintext) {
-  const std::string kMarkers[] = {"MARKER-NAME-7d1f", "MARKER-FIELD-93ab", "MARKER-CHUNK-c4e2",
-                                  "MARKER-COLLECTION-55aa"};
+  const std::string kMarkers[] = {"MARKER-NAME-7d1f", "MARKER-FIELD-93ab",
+                                  "MARKER-CHUNK-c4e2", "MARKER-COLLECTION-55aa"};
   auto a = NewAccount("alice", "laptop");
   ASSERT_TRUE(a);
   auto c = a->CreateCollection(kMarkers[3], "files");
@@ -324,13 +346,16 @@ TEST_F(FerrydTest, ServerHoldsNoPlaintext) {
   ASSERT_TRUE(a->client().Append(c->collection_id, *envelope, 0).ok());
   ASSERT_EQ(server_->Stop(), 0);
   int files = 0;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(server_->data_dir())) {
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(server_->data_dir())) {
     if (!entry.is_regular_file()) continue;
     ++files;
     std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
     for (const std::string& marker : kMarkers) {
-      EXPECT_EQ(bytes.find(marker), std::string::npos) << marker << " in " << entry.path();
+      EXPECT_EQ(bytes.find(marker), std::string::npos)
+          << marker << " in " << entry.path();
     }
   }
   EXPECT_GE(files, 3);  // database, chunk, certificate at least
@@ -348,7 +373,8 @@ class RawCallTest : public FerrydTest {
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride(tls::kServerName);
     args.SetMaxSendMessageSize(64 << 20);
-    auto channel = grpc::CreateCustomChannel(server_->address(), grpc::SslCredentials(ssl), args);
+    auto channel =
+        grpc::CreateCustomChannel(server_->address(), grpc::SslCredentials(ssl), args);
     grpc::GenericStub stub(channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
@@ -380,18 +406,21 @@ TEST_F(RawCallTest, BadInputGetsClearErrorsAndLosesNothing) {
   ASSERT_TRUE(a->client().Append(c->collection_id, Envelope(*a, *c, 0, "kept"), 0).ok());
   std::string token = a->state().token;
   // Not a protobuf at all.
-  grpc::Status malformed = CallRaw("/ferry.v1.Store/Append", "\xff\xff\xff\xff garbage", token);
+  grpc::Status malformed =
+      CallRaw("/ferry.v1.Store/Append", "\xff\xff\xff\xff garbage", token);
   EXPECT_FALSE(malformed.ok());
   // A well-formed request whose envelope is garbage.
   v1::AppendRequest request;
   request.set_collection_id(c->collection_id);
   request.set_envelope("not an envelope");
-  grpc::Status bad_envelope = CallRaw("/ferry.v1.Store/Append", request.SerializeAsString(), token);
+  grpc::Status bad_envelope =
+      CallRaw("/ferry.v1.Store/Append", request.SerializeAsString(), token);
   EXPECT_EQ(bad_envelope.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << bad_envelope.error_message();
   // Larger than any message ferryd accepts.
   request.set_envelope(std::string(kGrpcMessageBytesMax + 1024, 'x'));
-  grpc::Status oversized = CallRaw("/ferry.v1.Store/Append", request.SerializeAsString(), token);
+  grpc::Status oversized =
+      CallRaw("/ferry.v1.Store/Append", request.SerializeAsString(), token);
   EXPECT_EQ(oversized.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << oversized.error_message();
   // No token, and a made-up one.
@@ -399,8 +428,9 @@ TEST_F(RawCallTest, BadInputGetsClearErrorsAndLosesNothing) {
   head.set_collection_id(c->collection_id);
   EXPECT_EQ(CallRaw("/ferry.v1.Store/Head", head.SerializeAsString(), "").error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(CallRaw("/ferry.v1.Store/Head", head.SerializeAsString(), "made-up").error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      CallRaw("/ferry.v1.Store/Head", head.SerializeAsString(), "made-up").error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
   // Nothing was lost and the server still serves.
   auto log = a->ReadLog(*c, 0);
   ASSERT_TRUE(log.ok()) << log.status();

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +22,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 int RemainingMs(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   return left.count() < 0 ? 0 : static_cast<int>(left.count());
 }
 
@@ -41,7 +42,8 @@ int WaitExit(pid_t pid, Clock::time_point deadline) {
 // fork + exec, with the child killed when the test process dies (a crashed test must
 // not leave a ferryd behind holding ctest's pipes). Only async-signal-safe calls
 // between fork and exec.
-pid_t Spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd, int stderr_fd) {
+pid_t Spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd,
+            int stderr_fd) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -134,7 +136,7 @@ FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extr
   // ferryd's log goes to a file beside its data, not to the test's own stderr.
   std::string log_path = data_dir_ + ".log";
   int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  std::vector<std::string> argv = {FerrydPath(), "--data", data_dir_, "--listen",
+  std::vector<std::string> argv = {FerrydPath(),  "--data",      data_dir_, "--listen",
                                    "127.0.0.1:0", "--log-level", "warn"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   pid_ = Spawn(argv, null_in, out[1], log);
@@ -166,7 +168,8 @@ FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extr
   }
   if (fingerprint_.empty()) {
     std::ifstream in(log_path);
-    std::string logged((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string logged((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
     error_ = "ferryd did not start: " + printed + logged;
     address_.clear();
   }

@@ -30,8 +30,8 @@ struct CommandResult {
 
 // Runs `argv` (argv[0] is the program path) with `input` on stdin; kills it after
 // `timeout_ms`.
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& input = "",
-                         int timeout_ms = 60000);
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::string& input = "", int timeout_ms = 60000);
 
 // A ferryd process on 127.0.0.1 with a free port.
 class FerrydProcess {

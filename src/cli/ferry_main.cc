@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "src/core/strings.h"
 #include "absl/time/time.h"
 #include "src/client/device.h"
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 
 namespace {
 
@@ -76,7 +76,8 @@ std::string HostName() {
 
 std::string FormatMs(int64_t ms) {
   if (ms <= 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(ms),
+                          absl::UTCTimeZone());
 }
 
 int Fail(const absl::Status& status) {
@@ -95,8 +96,9 @@ void AddLoginFlags(CLI::App* command, LoginFlags* flags) {
   command->add_option("--user", flags->options.user, "account user name")->required();
   command->add_option("--passphrase-file", flags->passphrase_file,
                       "read the passphrase from the first line of FILE (for scripts)");
-  command->add_option("--fingerprint", flags->options.fingerprint,
-                      "SHA256:... the server certificate must have (from ferryd's output)");
+  command->add_option(
+      "--fingerprint", flags->options.fingerprint,
+      "SHA256:... the server certificate must have (from ferryd's output)");
   command->add_option("--device-name", flags->options.device_name,
                       "name of this device (default: the host name)");
 }
@@ -114,21 +116,25 @@ int RunLogin(const std::string& home, LoginFlags* flags, bool create) {
               (*device)->client().fingerprint().c_str());
   std::printf("%s %s: device %s \"%s\", state in %s\n",
               create ? "created account" : "logged in to", options.user.c_str(),
-              (*device)->state().device_id.c_str(), options.device_name.c_str(), home.c_str());
+              (*device)->state().device_id.c_str(), options.device_name.c_str(),
+              home.c_str());
   return 0;
 }
 
 // Accepts a device id, a unique prefix of one, or a unique device name.
 absl::StatusOr<std::string> ResolveDevice(Device& device, const std::string& which) {
-  FERRY_ASSIGN_OR_RETURN(std::vector<ferry::v1::Device> all, device.client().ListDevices());
+  FERRY_ASSIGN_OR_RETURN(std::vector<ferry::v1::Device> all,
+                         device.client().ListDevices());
   std::vector<std::string> matches;
   for (const auto& d : all) {
     if (d.device_id() == which) return d.device_id();
-    if (d.name() == which || d.device_id().rfind(which, 0) == 0) matches.push_back(d.device_id());
+    if (d.name() == which || d.device_id().rfind(which, 0) == 0)
+      matches.push_back(d.device_id());
   }
   if (matches.size() == 1) return matches[0];
   if (matches.empty()) return absl::NotFoundError(StrCat("no device '", which, "'"));
-  return absl::InvalidArgumentError(StrCat("'", which, "' names several devices: use its id"));
+  return absl::InvalidArgumentError(
+      StrCat("'", which, "' names several devices: use its id"));
 }
 
 int RunDevices(const std::string& home) {
@@ -137,9 +143,10 @@ int RunDevices(const std::string& home) {
   auto list = (*device)->client().ListDevices();
   if (!list.ok()) return Fail(list.status());
   for (const auto& d : *list) {
-    std::printf("%s  %-20s  created %s  seen %s%s%s\n", d.device_id().c_str(), d.name().c_str(),
-                FormatMs(d.created_ms()).c_str(), FormatMs(d.last_seen_ms()).c_str(),
-                d.revoked() ? "  revoked" : "", d.current() ? "  (this device)" : "");
+    std::printf("%s  %-20s  created %s  seen %s%s%s\n", d.device_id().c_str(),
+                d.name().c_str(), FormatMs(d.created_ms()).c_str(),
+                FormatMs(d.last_seen_ms()).c_str(), d.revoked() ? "  revoked" : "",
+                d.current() ? "  (this device)" : "");
   }
   return 0;
 }
@@ -155,7 +162,8 @@ int RunRevoke(const std::string& home, const std::string& which) {
   return 0;
 }
 
-int RunRename(const std::string& home, const std::string& which, const std::string& name) {
+int RunRename(const std::string& home, const std::string& which,
+              const std::string& name) {
   auto device = Device::Open(home);
   if (!device.ok()) return Fail(device.status());
   absl::StatusOr<std::string> id = ResolveDevice(**device, which);
@@ -190,8 +198,8 @@ int RunCollections(const std::string& home) {
   return 0;
 }
 
-int RunPut(const std::string& home, const std::string& collection, const std::string& item,
-           const std::vector<std::string>& fields) {
+int RunPut(const std::string& home, const std::string& collection,
+           const std::string& item, const std::vector<std::string>& fields) {
   auto device = Device::Open(home);
   if (!device.ok()) return Fail(device.status());
   auto info = (*device)->FindCollection(collection);
@@ -210,8 +218,8 @@ int RunPut(const std::string& home, const std::string& collection, const std::st
   }
   auto seq = (*device)->AppendOps(*info, {op});
   if (!seq.ok()) return Fail(seq.status());
-  std::printf("appended transaction at seq %llu of %s\n", static_cast<unsigned long long>(*seq),
-              collection.c_str());
+  std::printf("appended transaction at seq %llu of %s\n",
+              static_cast<unsigned long long>(*seq), collection.c_str());
   return 0;
 }
 
@@ -234,7 +242,8 @@ void PrintOp(const ferry::v1::Op& op) {
   } else if (op.has_delete_()) {
     std::printf("  delete %s\n", op.delete_().id().c_str());
   } else if (op.has_move()) {
-    std::printf("  move %s -> %s\n", op.move().from_id().c_str(), op.move().to_id().c_str());
+    std::printf("  move %s -> %s\n", op.move().from_id().c_str(),
+                op.move().to_id().c_str());
   }
 }
 
@@ -246,8 +255,9 @@ int RunLog(const std::string& home, const std::string& collection) {
   auto log = (*device)->ReadLog(*info, 0);
   if (!log.ok()) return Fail(log.status());
   for (const auto& [seq, tx] : *log) {
-    std::printf("seq %llu  device %s  base %llu  %s\n", static_cast<unsigned long long>(seq),
-                tx.device_id().c_str(), static_cast<unsigned long long>(tx.base_seq()),
+    std::printf("seq %llu  device %s  base %llu  %s\n",
+                static_cast<unsigned long long>(seq), tx.device_id().c_str(),
+                static_cast<unsigned long long>(tx.base_seq()),
                 FormatMs(static_cast<int64_t>(tx.hlc_time() >> 16)).c_str());
     for (const auto& op : tx.ops()) PrintOp(op);
   }
@@ -276,13 +286,16 @@ int main(int argc, char** argv) {
   AddLoginFlags(create, &create_flags);
 
   LoginFlags login_flags;
-  CLI::App* login = app.add_subcommand("login", "log this device in to an existing account");
+  CLI::App* login =
+      app.add_subcommand("login", "log this device in to an existing account");
   AddLoginFlags(login, &login_flags);
 
-  CLI::App* devices = app.add_subcommand("devices", "list the account's devices, one a line");
+  CLI::App* devices =
+      app.add_subcommand("devices", "list the account's devices, one a line");
 
   std::string revoke_which;
-  CLI::App* revoke = app.add_subcommand("revoke", "revoke a device: its token stops working");
+  CLI::App* revoke =
+      app.add_subcommand("revoke", "revoke a device: its token stops working");
   revoke->add_option("DEVICE", revoke_which, "device id, id prefix or name")->required();
 
   std::string rename_which, rename_name;
@@ -293,12 +306,14 @@ int main(int argc, char** argv) {
   CLI::App* collection = app.add_subcommand("collection", "manage collections");
   collection->require_subcommand(1);
   std::string collection_name, collection_kind = "files";
-  CLI::App* collection_create = collection->add_subcommand("create", "create a collection");
+  CLI::App* collection_create =
+      collection->add_subcommand("create", "create a collection");
   collection_create->add_option("NAME", collection_name, "collection name")->required();
   collection_create->add_option("--kind", collection_kind, "files, contacts or calendar")
       ->check(CLI::IsMember({"files", "contacts", "calendar"}))
       ->capture_default_str();
-  CLI::App* collections = app.add_subcommand("collections", "list the account's collections");
+  CLI::App* collections =
+      app.add_subcommand("collections", "list the account's collections");
 
   std::string put_collection, put_item;
   std::vector<std::string> put_fields;
@@ -309,7 +324,8 @@ int main(int argc, char** argv) {
   put->add_option("FIELDS", put_fields, "NAME=VALUE fields");
 
   std::string log_collection;
-  CLI::App* log = app.add_subcommand("log", "print a collection's transactions, decrypted");
+  CLI::App* log =
+      app.add_subcommand("log", "print a collection's transactions, decrypted");
   log->add_option("COLLECTION", log_collection, "collection name")->required();
 
   try {
@@ -322,7 +338,8 @@ int main(int argc, char** argv) {
   if (*devices) return RunDevices(home);
   if (*revoke) return RunRevoke(home, revoke_which);
   if (*rename) return RunRename(home, rename_which, rename_name);
-  if (*collection_create) return RunCollectionCreate(home, collection_name, collection_kind);
+  if (*collection_create)
+    return RunCollectionCreate(home, collection_name, collection_kind);
   if (*collections) return RunCollections(home);
   if (*put) return RunPut(home, put_collection, put_item, put_fields);
   if (*log) return RunLog(home, log_collection);

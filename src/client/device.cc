@@ -1,13 +1,13 @@
 #include "src/client/device.h"
 
-#include <chrono>
-#include <cstdlib>
-#include <sstream>
 #include <toml++/toml.h>
 
-#include "src/core/strings.h"
+#include <chrono>
+#include <sstream>
+
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 
 namespace ferry::client {
 namespace {
@@ -26,9 +26,12 @@ absl::Status SaveHome(const std::string& home, const DeviceState& s,
                       const std::string& cert_pem) {
   FERRY_RETURN_IF_ERROR(MakeDirs(home, 0700));
   toml::table table{
-      {"server", s.server},           {"user", s.user},
-      {"account_id", s.account_id},   {"device_id", s.device_id},
-      {"device_name", s.device_name}, {"token", s.token},
+      {"server", s.server},
+      {"user", s.user},
+      {"account_id", s.account_id},
+      {"device_id", s.device_id},
+      {"device_name", s.device_name},
+      {"token", s.token},
       {"master_key", seal::ToHex(s.master_key.view())},
   };
   std::ostringstream out;
@@ -95,15 +98,7 @@ absl::Status CheckPassphrase(const std::string& passphrase) {
 
 }  // namespace
 
-std::string DefaultHome() {
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
-    return std::string(xdg) + "/ferry";
-  }
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    return std::string(home) + "/.local/share/ferry";
-  }
-  return ".ferry";
-}
+std::string DefaultHome() { return DefaultDataDir("ferry"); }
 
 absl::StatusOr<std::unique_ptr<Device>> Device::Open(const std::string& home) {
   seal::Init();
@@ -112,16 +107,20 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Open(const std::string& home) {
   connect.server = loaded.first.server;
   connect.pinned_cert_pem = loaded.second;
   connect.token = loaded.first.token;
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<net::Client> client, net::Client::Connect(connect));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<net::Client> client,
+                         net::Client::Connect(connect));
   return std::unique_ptr<Device>(new Device(std::move(loaded.first), std::move(client)));
 }
 
-absl::StatusOr<std::unique_ptr<Device>> Device::CreateAccount(const LoginOptions& options) {
+absl::StatusOr<std::unique_ptr<Device>> Device::CreateAccount(
+    const LoginOptions& options) {
   seal::Init();
   FERRY_RETURN_IF_ERROR(CheckPassphrase(options.passphrase));
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<net::Client> client, ConnectFirst(options));
-  seal::KdfParams kdf = options.fast_kdf ? seal::KdfParams::Fast() : seal::KdfParams::Moderate();
-  FERRY_ASSIGN_OR_RETURN(seal::AccountKeys keys, seal::DeriveAccountKeys(options.passphrase, kdf));
+  seal::KdfParams kdf =
+      options.fast_kdf ? seal::KdfParams::Fast() : seal::KdfParams::Moderate();
+  FERRY_ASSIGN_OR_RETURN(seal::AccountKeys keys,
+                         seal::DeriveAccountKeys(options.passphrase, kdf));
   v1::CreateAccountRequest request;
   request.set_user(options.user);
   request.mutable_kdf()->set_alg(kdf.alg);
@@ -147,7 +146,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Login(const LoginOptions& option
   kdf.ops_limit = params.ops_limit();
   kdf.mem_limit_bytes = params.mem_limit_bytes();
   kdf.salt = params.salt();
-  FERRY_ASSIGN_OR_RETURN(seal::AccountKeys keys, seal::DeriveAccountKeys(options.passphrase, kdf));
+  FERRY_ASSIGN_OR_RETURN(seal::AccountKeys keys,
+                         seal::DeriveAccountKeys(options.passphrase, kdf));
   v1::LoginRequest request;
   request.set_user(options.user);
   request.set_auth_key(std::string(keys.auth_key.view()));
@@ -182,8 +182,9 @@ absl::StatusOr<CollectionInfo> Device::CreateCollection(const std::string& name,
   FERRY_ASSIGN_OR_RETURN(*c.mutable_metadata(),
                          seal::SealMetadata(state_.master_key, info.collection_id,
                                             metadata.SerializeAsString()));
-  FERRY_ASSIGN_OR_RETURN(*c.mutable_wrapped_key(),
-                         seal::WrapCollectionKey(state_.master_key, info.collection_id, info.key));
+  FERRY_ASSIGN_OR_RETURN(
+      *c.mutable_wrapped_key(),
+      seal::WrapCollectionKey(state_.master_key, info.collection_id, info.key));
   FERRY_RETURN_IF_ERROR(client_->CreateCollection(c).status());
   return info;
 }
@@ -192,19 +193,21 @@ absl::StatusOr<std::vector<CollectionInfo>> Device::ListCollections() {
   FERRY_ASSIGN_OR_RETURN(std::vector<v1::Collection> list, client_->ListCollections());
   std::vector<CollectionInfo> out;
   for (const v1::Collection& c : list) {
-    FERRY_ASSIGN_OR_RETURN(std::string plain,
-                           seal::OpenMetadata(state_.master_key, c.collection_id(), c.metadata()));
+    FERRY_ASSIGN_OR_RETURN(
+        std::string plain,
+        seal::OpenMetadata(state_.master_key, c.collection_id(), c.metadata()));
     v1::CollectionMetadata metadata;
     if (!metadata.ParseFromString(plain)) {
-      return absl::DataLossError(StrCat("metadata of ", c.collection_id(), " is damaged"));
+      return absl::DataLossError(
+          StrCat("metadata of ", c.collection_id(), " is damaged"));
     }
     CollectionInfo info;
     info.collection_id = c.collection_id();
     info.name = metadata.name();
     info.kind = metadata.kind();
-    FERRY_ASSIGN_OR_RETURN(info.key, seal::UnwrapCollectionKey(state_.master_key,
-                                                               c.collection_id(),
-                                                               c.key_epoch(), c.wrapped_key()));
+    FERRY_ASSIGN_OR_RETURN(info.key,
+                           seal::UnwrapCollectionKey(state_.master_key, c.collection_id(),
+                                                     c.key_epoch(), c.wrapped_key()));
     out.push_back(std::move(info));
   }
   return out;
@@ -228,8 +231,9 @@ absl::StatusOr<uint64_t> Device::AppendOps(const CollectionInfo& collection,
   for (int attempt = 0; attempt < kAppendAttemptsMax; ++attempt) {
     FERRY_ASSIGN_OR_RETURN(uint64_t head, client_->Head(collection.collection_id));
     tx.set_base_seq(head);
-    FERRY_ASSIGN_OR_RETURN(std::string envelope,
-                           seal::SealTransaction(collection.key, collection.collection_id, tx, {}));
+    FERRY_ASSIGN_OR_RETURN(
+        std::string envelope,
+        seal::SealTransaction(collection.key, collection.collection_id, tx, {}));
     absl::StatusOr<v1::AppendResponse> appended =
         client_->Append(collection.collection_id, envelope, 0);
     if (appended.ok()) return appended->seq();
@@ -244,16 +248,17 @@ absl::StatusOr<std::vector<std::pair<uint64_t, v1::Transaction>>> Device::ReadLo
   uint64_t cursor = after_seq;
   // Each page advances the cursor by at least one entry; the head bounds the loop.
   for (;;) {
-    FERRY_ASSIGN_OR_RETURN(v1::PullResponse page, client_->Pull(collection.collection_id,
-                                                                cursor, 0));
+    FERRY_ASSIGN_OR_RETURN(v1::PullResponse page,
+                           client_->Pull(collection.collection_id, cursor, 0));
     for (const v1::LogEntry& entry : page.entries()) {
       if (entry.seq() != cursor + 1) {
-        return absl::DataLossError(StrCat("log gap: expected seq ", cursor + 1,
-                                                ", got ", entry.seq()));
+        return absl::DataLossError(
+            StrCat("log gap: expected seq ", cursor + 1, ", got ", entry.seq()));
       }
-      FERRY_ASSIGN_OR_RETURN(v1::Transaction tx,
-                             seal::OpenTransaction(collection.key, collection.collection_id,
-                                                   entry.envelope()));
+      FERRY_ASSIGN_OR_RETURN(
+          v1::Transaction tx,
+          seal::OpenTransaction(collection.key, collection.collection_id,
+                                entry.envelope()));
       out.emplace_back(entry.seq(), std::move(tx));
       cursor = entry.seq();
     }

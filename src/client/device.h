@@ -54,7 +54,8 @@ class Device {
   // certificate). FAILED_PRECONDITION when `home` holds no device.
   static absl::StatusOr<std::unique_ptr<Device>> Open(const std::string& home);
   // Creates an account on the server and logs this device in; saves the home.
-  static absl::StatusOr<std::unique_ptr<Device>> CreateAccount(const LoginOptions& options);
+  static absl::StatusOr<std::unique_ptr<Device>> CreateAccount(
+      const LoginOptions& options);
   // Logs a new device into an existing account; saves the home.
   static absl::StatusOr<std::unique_ptr<Device>> Login(const LoginOptions& options);
 

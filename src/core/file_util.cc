@@ -7,10 +7,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
-#include "src/core/strings.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 
 namespace ferry {
 namespace {
@@ -60,7 +61,8 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int
   // Unique per process and call, so concurrent writers of one path never share a temp.
   static std::atomic<uint64_t> counter{0};
   std::string temp = StrCat(path, ".ferry-tmp-", ::getpid(), "-", counter++);
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  int fd =
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) return ErrnoStatus(errno, "create", temp);
   absl::Status status = WriteAll(fd, data, temp);
   if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus(errno, "fsync", temp);
@@ -124,6 +126,16 @@ absl::Status SyncDir(const std::string& path) {
   if (::fsync(fd) != 0) status = ErrnoStatus(errno, "fsync directory", path);
   ::close(fd);
   return status;
+}
+
+std::string DefaultDataDir(std::string_view name) {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return StrCat(xdg, "/", name);
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return StrCat(home, "/.local/share/", name);
+  }
+  return StrCat(".", name);
 }
 
 bool FileExists(const std::string& path) {

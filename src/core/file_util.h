@@ -12,14 +12,19 @@
 namespace ferry {
 
 // Replaces `path` with `data` atomically; the file gets `mode` (before umask).
-absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int mode = 0644);
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data,
+                             int mode = 0644);
 // Reads a whole file of at most `bytes_max` bytes. NOT_FOUND when it does not exist.
-absl::StatusOr<std::string> ReadFile(const std::string& path, size_t bytes_max = 64u << 20);
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     size_t bytes_max = 64u << 20);
 // Creates `path` and missing parents with `mode`; OK when it exists as a directory.
 absl::Status MakeDirs(const std::string& path, int mode = 0755);
 // fsync of a directory, so that a rename or create in it is durable.
 absl::Status SyncDir(const std::string& path);
 bool FileExists(const std::string& path);
+// The default data folder of program `name`: $XDG_DATA_HOME/name, else
+// $HOME/.local/share/name, else ./.name.
+std::string DefaultDataDir(std::string_view name);
 // An absl::Status for the errno of a failed call on `path`.
 absl::Status ErrnoStatus(int error, std::string_view what, std::string_view path);
 

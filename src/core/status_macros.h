@@ -16,12 +16,13 @@
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); returns its status when not OK, else
-// moves its value into `lhs`, which may be a declaration: FERRY_ASSIGN_OR_RETURN(auto x, F());
+// moves its value into `lhs`, which may be a declaration: FERRY_ASSIGN_OR_RETURN(auto x,
+// F());
 #define FERRY_ASSIGN_OR_RETURN(lhs, rexpr) \
   FERRY_ASSIGN_OR_RETURN_IMPL(FERRY_STATUS_CONCAT(ferry_statusor_, __LINE__), lhs, rexpr)
 
-#define FERRY_ASSIGN_OR_RETURN_IMPL(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                                \
+#define FERRY_ASSIGN_OR_RETURN_IMPL(statusor, lhs, rexpr)  \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

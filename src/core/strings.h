@@ -21,8 +21,8 @@ inline void Append(std::string& out, absl::string_view piece) {
 }
 inline void Append(std::string& out, char c) { out.push_back(c); }
 template <typename T>
-  requires(std::integral<T> && !std::same_as<T, char> && !std::same_as<T, bool>)
-inline void Append(std::string& out, T number) {
+requires(std::integral<T> && !std::same_as<T, char> &&
+         !std::same_as<T, bool>) inline void Append(std::string& out, T number) {
   out.append(std::to_string(number));
 }
 

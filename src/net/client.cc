@@ -4,11 +4,11 @@
 
 #include <chrono>
 
-#include "src/core/strings.h"
 #include "proto/ferry/v1/manage.grpc.pb.h"
 #include "proto/ferry/v1/store.grpc.pb.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 #include "src/rpc/status.h"
 #include "src/tls/tls.h"
 
@@ -91,7 +91,8 @@ class GrpcClient final : public Client {
         Call(&v1::Manage::Stub::ListDevices, manage_.get(), v1::ListDevicesRequest()));
     return std::vector<v1::Device>(response.devices().begin(), response.devices().end());
   }
-  absl::Status RenameDevice(const std::string& device_id, const std::string& name) override {
+  absl::Status RenameDevice(const std::string& device_id,
+                            const std::string& name) override {
     v1::RenameDeviceRequest request;
     request.set_device_id(device_id);
     request.set_name(name);
@@ -140,8 +141,8 @@ class GrpcClient final : public Client {
     request.set_fencing_token(fencing_token);
     return Call(&v1::Store::Stub::Append, store_.get(), request);
   }
-  absl::StatusOr<v1::PullResponse> Pull(const std::string& collection_id, uint64_t after_seq,
-                                        uint32_t limit) override {
+  absl::StatusOr<v1::PullResponse> Pull(const std::string& collection_id,
+                                        uint64_t after_seq, uint32_t limit) override {
     v1::PullRequest request;
     request.set_collection_id(collection_id);
     request.set_after_seq(after_seq);
@@ -155,8 +156,8 @@ class GrpcClient final : public Client {
                            Call(&v1::Store::Stub::Head, store_.get(), request));
     return response.head_seq();
   }
-  absl::StatusOr<std::vector<bool>> HasChunks(const std::string& collection_id,
-                                              const std::vector<std::string>& ids) override {
+  absl::StatusOr<std::vector<bool>> HasChunks(
+      const std::string& collection_id, const std::vector<std::string>& ids) override {
     v1::HasChunksRequest request;
     request.set_collection_id(collection_id);
     for (const std::string& id : ids) request.add_ids(id);
@@ -209,7 +210,8 @@ class GrpcClient final : public Client {
     return out;
   }
 
-  std::unique_ptr<WatchStream> Watch(const std::vector<std::string>& collection_ids) override {
+  std::unique_ptr<WatchStream> Watch(
+      const std::vector<std::string>& collection_ids) override {
     auto context = std::make_unique<grpc::ClientContext>();
     if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
     v1::WatchRequest request;
@@ -235,9 +237,9 @@ class GrpcClient final : public Client {
   }
 
   template <typename Stub, typename Request, typename Response>
-  absl::StatusOr<Response> Call(
-      grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
-      Stub* stub, const Request& request) {
+  absl::StatusOr<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                             const Request&, Response*),
+                                Stub* stub, const Request& request) {
     grpc::ClientContext context;
     Prepare(&context);
     Response response;
@@ -266,14 +268,15 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectOptions& op
     FERRY_ASSIGN_OR_RETURN(std::string expected,
                            tls::NormalizeFingerprint(options.expected_fingerprint));
     if (expected != presented_fp) {
-      return absl::FailedPreconditionError(StrCat(
-          "ferryd at ", options.server, " presents certificate ", presented_fp,
-          ", not the expected ", expected, ": refusing to connect"));
+      return absl::FailedPreconditionError(
+          StrCat("ferryd at ", options.server, " presents certificate ", presented_fp,
+                 ", not the expected ", expected, ": refusing to connect"));
     }
   }
   std::string trusted = presented;
   if (!options.pinned_cert_pem.empty()) {
-    FERRY_ASSIGN_OR_RETURN(std::string pinned_fp, tls::FingerprintOfPem(options.pinned_cert_pem));
+    FERRY_ASSIGN_OR_RETURN(std::string pinned_fp,
+                           tls::FingerprintOfPem(options.pinned_cert_pem));
     if (pinned_fp != presented_fp) {
       return absl::FailedPreconditionError(StrCat(
           "the certificate of ferryd at ", options.server, " changed: pinned ", pinned_fp,

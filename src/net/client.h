@@ -18,8 +18,8 @@
 namespace ferry::net {
 
 struct ConnectOptions {
-  std::string server;                // host:port
-  std::string pinned_cert_pem;       // the certificate pinned earlier; empty on first contact
+  std::string server;           // host:port
+  std::string pinned_cert_pem;  // the certificate pinned earlier; empty on first contact
   std::string expected_fingerprint;  // optional "SHA256:..." the server must present
   std::string token;                 // bearer token of this device; empty before login
   int timeout_ms = 15000;            // deadline of each call
@@ -55,14 +55,16 @@ class Client {
       const v1::CreateAccountRequest& request) = 0;
   virtual absl::StatusOr<v1::LoginResponse> Login(const v1::LoginRequest& request) = 0;
   virtual absl::StatusOr<std::vector<v1::Device>> ListDevices() = 0;
-  virtual absl::Status RenameDevice(const std::string& device_id, const std::string& name) = 0;
+  virtual absl::Status RenameDevice(const std::string& device_id,
+                                    const std::string& name) = 0;
   virtual absl::Status RevokeDevice(const std::string& device_id) = 0;
   virtual absl::StatusOr<v1::Collection> CreateCollection(const v1::Collection& c) = 0;
   virtual absl::StatusOr<std::vector<v1::Collection>> ListCollections() = 0;
   virtual absl::StatusOr<v1::Lease> AcquireLease(const std::string& collection_id,
                                                  uint32_t ttl_ms) = 0;
   virtual absl::StatusOr<v1::Lease> RenewLease(const std::string& collection_id,
-                                               uint64_t fencing_token, uint32_t ttl_ms) = 0;
+                                               uint64_t fencing_token,
+                                               uint32_t ttl_ms) = 0;
   virtual absl::Status ReleaseLease(const std::string& collection_id,
                                     uint64_t fencing_token) = 0;
 
@@ -73,8 +75,8 @@ class Client {
   virtual absl::StatusOr<v1::PullResponse> Pull(const std::string& collection_id,
                                                 uint64_t after_seq, uint32_t limit) = 0;
   virtual absl::StatusOr<uint64_t> Head(const std::string& collection_id) = 0;
-  virtual absl::StatusOr<std::vector<bool>> HasChunks(const std::string& collection_id,
-                                                      const std::vector<std::string>& ids) = 0;
+  virtual absl::StatusOr<std::vector<bool>> HasChunks(
+      const std::string& collection_id, const std::vector<std::string>& ids) = 0;
   // Uploads (id, sealed data) pairs in one stream.
   virtual absl::StatusOr<v1::PutChunksResponse> PutChunks(
       const std::string& collection_id,

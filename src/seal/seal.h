@@ -36,7 +36,7 @@ void Init();
 // A 32-byte secret, wiped when destroyed.
 class SecretKey {
  public:
-  SecretKey();  // all zero
+  SecretKey();                                 // all zero
   explicit SecretKey(std::string_view bytes);  // REQUIRES: bytes.size() == kKeyBytes
   ~SecretKey();
   SecretKey(const SecretKey&);
@@ -65,7 +65,7 @@ struct KdfParams {
   uint32_t alg = kKdfArgon2id13;
   uint64_t ops_limit = 0;
   uint64_t mem_limit_bytes = 0;
-  std::string salt;  // kSaltBytes
+  std::string salt;             // kSaltBytes
   static KdfParams Moderate();  // fresh random salt
   static KdfParams Fast();      // fresh random salt, the minimum cost libsodium allows
 };
@@ -163,8 +163,7 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
 // Opens a sealed chunk and checks that its plaintext hashes to `id`.
 absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
                                       const ContentHasher& hasher,
-                                      std::string_view collection_id,
-                                      std::string_view id,
+                                      std::string_view collection_id, std::string_view id,
                                       std::string_view sealed);
 
 }  // namespace ferry::seal

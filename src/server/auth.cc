@@ -2,8 +2,8 @@
 
 #include <grpcpp/server_context.h>
 
-#include "src/core/strings.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 #include "src/seal/seal.h"
 
 namespace ferry::server {
@@ -16,7 +16,8 @@ constexpr int64_t kTouchIntervalMs = 60 * 1000;
 
 }  // namespace
 
-absl::StatusOr<DeviceRecord> Authenticator::Authenticate(const grpc::ServerContext& context) {
+absl::StatusOr<DeviceRecord> Authenticator::Authenticate(
+    const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -27,7 +28,8 @@ absl::StatusOr<DeviceRecord> Authenticator::Authenticate(const grpc::ServerConte
     return absl::UnauthenticatedError("malformed authorization header");
   }
   std::string token(value.substr(kBearer.size()));
-  absl::StatusOr<DeviceRecord> device = backend_->GetDeviceByTokenHash(seal::HashToken(token));
+  absl::StatusOr<DeviceRecord> device =
+      backend_->GetDeviceByTokenHash(seal::HashToken(token));
   if (absl::IsNotFound(device.status())) {
     return absl::UnauthenticatedError("unknown device token: log in again");
   }
@@ -43,8 +45,8 @@ absl::StatusOr<DeviceRecord> Authenticator::Authenticate(const grpc::ServerConte
   return device;
 }
 
-absl::StatusOr<CollectionRecord> Authenticator::Authorize(const DeviceRecord& device,
-                                                          std::string_view collection_id) {
+absl::StatusOr<CollectionRecord> Authenticator::Authorize(
+    const DeviceRecord& device, std::string_view collection_id) {
   absl::StatusOr<CollectionRecord> collection = backend_->GetCollection(collection_id);
   if (absl::IsNotFound(collection.status()) ||
       (collection.ok() && collection->account_id != device.account_id)) {

@@ -1,29 +1,20 @@
 // ferryd: the ferry data store and management service.
 #include <pthread.h>
 #include <signal.h>
+#include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
-#include <toml++/toml.h>
 
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
+#include "src/core/file_util.h"
 #include "src/server/server.h"
 
 namespace {
-
-std::string DefaultDataDir() {
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
-    return std::string(xdg) + "/ferryd";
-  }
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    return std::string(home) + "/.local/share/ferryd";
-  }
-  return "ferryd-data";
-}
 
 // Reads `data`, `listen` and `log_level` from a TOML file; flags given on the command
 // line win over the file.
@@ -39,8 +30,8 @@ bool ApplyConfig(const std::string& path, const CLI::App& app,
   }
   for (const auto& [key, value] : config) {
     if (key != "data" && key != "listen" && key != "log_level") {
-      std::fprintf(stderr, "ferryd: unknown key '%s' in %s\n", std::string(key.str()).c_str(),
-                   path.c_str());
+      std::fprintf(stderr, "ferryd: unknown key '%s' in %s\n",
+                   std::string(key.str()).c_str(), path.c_str());
       return false;
     }
     if (!value.is_string()) {
@@ -49,9 +40,12 @@ bool ApplyConfig(const std::string& path, const CLI::App& app,
       return false;
     }
   }
-  if (app.count("--data") == 0) options->data_dir = config["data"].value_or(options->data_dir);
-  if (app.count("--listen") == 0) options->listen = config["listen"].value_or(options->listen);
-  if (app.count("--log-level") == 0) *log_level = config["log_level"].value_or(*log_level);
+  if (app.count("--data") == 0)
+    options->data_dir = config["data"].value_or(options->data_dir);
+  if (app.count("--listen") == 0)
+    options->listen = config["listen"].value_or(options->listen);
+  if (app.count("--log-level") == 0)
+    *log_level = config["log_level"].value_or(*log_level);
   return true;
 }
 
@@ -59,7 +53,7 @@ bool ApplyConfig(const std::string& path, const CLI::App& app,
 
 int main(int argc, char** argv) {
   ferry::server::ServerOptions options;
-  options.data_dir = DefaultDataDir();
+  options.data_dir = ferry::DefaultDataDir("ferryd");
   std::string config_path;
   std::string log_level = "info";
 
@@ -88,7 +82,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (!config_path.empty() && !ApplyConfig(config_path, app, &options, &log_level)) return 2;
+  if (!config_path.empty() && !ApplyConfig(config_path, app, &options, &log_level))
+    return 2;
 
   auto logger = spdlog::stderr_color_mt("ferryd");
   spdlog::set_default_logger(logger);
@@ -106,8 +101,9 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", server.status().ToString());
     return 1;
   }
-  std::printf("ferryd listening on %s\nfingerprint %s\ndata %s\n", (*server)->address().c_str(),
-              (*server)->fingerprint().c_str(), options.data_dir.c_str());
+  std::printf("ferryd listening on %s\nfingerprint %s\ndata %s\n",
+              (*server)->address().c_str(), (*server)->fingerprint().c_str(),
+              options.data_dir.c_str());
   std::fflush(stdout);
   spdlog::info("serving on {} with data in {}", (*server)->address(), options.data_dir);
 

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "src/core/strings.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 #include "src/rpc/status.h"
 #include "src/seal/seal.h"
 #include "src/server/validate.h"
@@ -36,9 +36,8 @@ absl::Status CheckKdf(const v1::KdfParams& kdf) {
 
 absl::Status CheckTtl(uint32_t ttl_ms) {
   if (ttl_ms < kLeaseTtlMsMin || ttl_ms > kLeaseTtlMsMax) {
-    return absl::InvalidArgumentError(StrCat("lease ttl must be between ",
-                                                   kLeaseTtlMsMin, " and ", kLeaseTtlMsMax,
-                                                   " ms"));
+    return absl::InvalidArgumentError(StrCat("lease ttl must be between ", kLeaseTtlMsMin,
+                                             " and ", kLeaseTtlMsMax, " ms"));
   }
   return absl::OkStatus();
 }
@@ -65,7 +64,8 @@ void ToProto(const CollectionRecord& c, v1::Collection* out) {
 absl::Status LoginThrottle::Check(const std::string& user, int64_t now_ms) {
   std::lock_guard lock(mu_);
   auto it = users_.find(user);
-  if (it == users_.end() || it->second.blocked_until_ms <= now_ms) return absl::OkStatus();
+  if (it == users_.end() || it->second.blocked_until_ms <= now_ms)
+    return absl::OkStatus();
   int64_t wait_s = (it->second.blocked_until_ms - now_ms + 999) / 1000;
   return absl::ResourceExhaustedError(
       StrCat("too many failed logins for this user: retry in ", wait_s, " s"));
@@ -75,7 +75,8 @@ void LoginThrottle::RecordFailure(const std::string& user, int64_t now_ms) {
   std::lock_guard lock(mu_);
   if (users_.size() >= kUsersTrackedMax && !users_.contains(user)) {
     // Bounded memory: forget everyone whose block has ended.
-    std::erase_if(users_, [&](const auto& e) { return e.second.blocked_until_ms <= now_ms; });
+    std::erase_if(users_,
+                  [&](const auto& e) { return e.second.blocked_until_ms <= now_ms; });
     if (users_.size() >= kUsersTrackedMax) users_.erase(users_.begin());
   }
   State& state = users_[user];
@@ -112,7 +113,8 @@ absl::StatusOr<v1::LoginResponse> ManageService::NewDevice(const std::string& ac
 absl::StatusOr<v1::LoginResponse> ManageService::DoCreateAccount(
     const v1::CreateAccountRequest& request) {
   FERRY_RETURN_IF_ERROR(CheckName("user", request.user(), kUserNameBytesMax));
-  FERRY_RETURN_IF_ERROR(CheckName("device name", request.device_name(), kDeviceNameBytesMax));
+  FERRY_RETURN_IF_ERROR(
+      CheckName("device name", request.device_name(), kDeviceNameBytesMax));
   FERRY_RETURN_IF_ERROR(CheckKdf(request.kdf()));
   if (request.auth_key().size() != seal::kKeyBytes) {
     return absl::InvalidArgumentError("auth key must be 32 bytes");
@@ -165,15 +167,18 @@ grpc::Status ManageService::GetLoginParams(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-absl::StatusOr<v1::LoginResponse> ManageService::DoLogin(const v1::LoginRequest& request) {
+absl::StatusOr<v1::LoginResponse> ManageService::DoLogin(
+    const v1::LoginRequest& request) {
   FERRY_RETURN_IF_ERROR(CheckName("user", request.user(), kUserNameBytesMax));
-  FERRY_RETURN_IF_ERROR(CheckName("device name", request.device_name(), kDeviceNameBytesMax));
+  FERRY_RETURN_IF_ERROR(
+      CheckName("device name", request.device_name(), kDeviceNameBytesMax));
   int64_t now_ms = clock_->NowMs();
   FERRY_RETURN_IF_ERROR(throttle_.Check(request.user(), now_ms));
   absl::StatusOr<AccountRecord> account = backend_->GetAccountByUser(request.user());
   if (!account.ok() && !absl::IsNotFound(account.status())) return account.status();
-  bool match = account.ok() && seal::ConstantTimeEquals(seal::HashAuthKey(request.auth_key()),
-                                                        account->auth_key_hash);
+  bool match =
+      account.ok() && seal::ConstantTimeEquals(seal::HashAuthKey(request.auth_key()),
+                                               account->auth_key_hash);
   if (!match) {
     throttle_.RecordFailure(request.user(), now_ms);
     return absl::UnauthenticatedError("wrong user name or passphrase");
@@ -198,7 +203,8 @@ grpc::Status ManageService::ListDevices(grpc::ServerContext* context,
                                         v1::ListDevicesResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  absl::StatusOr<std::vector<DeviceRecord>> devices = backend_->ListDevices(me->account_id);
+  absl::StatusOr<std::vector<DeviceRecord>> devices =
+      backend_->ListDevices(me->account_id);
   if (!devices.ok()) return rpc::ToGrpc(devices.status());
   for (const DeviceRecord& d : *devices) {
     ToProto(d, d.device_id == me->device_id, response->add_devices());
@@ -207,7 +213,8 @@ grpc::Status ManageService::ListDevices(grpc::ServerContext* context,
 }
 
 grpc::Status ManageService::RenameDevice(grpc::ServerContext* context,
-                                         const v1::RenameDeviceRequest* request, v1::Empty*) {
+                                         const v1::RenameDeviceRequest* request,
+                                         v1::Empty*) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
   absl::Status valid = CheckName("device name", request->name(), kDeviceNameBytesMax);
@@ -217,7 +224,8 @@ grpc::Status ManageService::RenameDevice(grpc::ServerContext* context,
 }
 
 grpc::Status ManageService::RevokeDevice(grpc::ServerContext* context,
-                                         const v1::RevokeDeviceRequest* request, v1::Empty*) {
+                                         const v1::RevokeDeviceRequest* request,
+                                         v1::Empty*) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
   return rpc::ToGrpc(backend_->RevokeDevice(me->account_id, request->device_id()));
@@ -230,9 +238,9 @@ grpc::Status ManageService::CreateCollection(grpc::ServerContext* context,
   if (!me.ok()) return rpc::ToGrpc(me.status());
   const v1::Collection& c = request->collection();
   absl::Status valid = CheckId("collection id", c.collection_id());
-  if (valid.ok() && (c.metadata().size() > kCollectionMetadataBytesMax ||
-                     c.wrapped_key().empty() || c.wrapped_key().size() > kWrappedKeyBytesMax ||
-                     c.key_epoch() == 0)) {
+  if (valid.ok() &&
+      (c.metadata().size() > kCollectionMetadataBytesMax || c.wrapped_key().empty() ||
+       c.wrapped_key().size() > kWrappedKeyBytesMax || c.key_epoch() == 0)) {
     valid = absl::InvalidArgumentError("collection metadata, key or epoch out of bounds");
   }
   if (!valid.ok()) return rpc::ToGrpc(valid);
@@ -253,7 +261,8 @@ grpc::Status ManageService::ListCollections(grpc::ServerContext* context,
                                             v1::ListCollectionsResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  absl::StatusOr<std::vector<CollectionRecord>> list = backend_->ListCollections(me->account_id);
+  absl::StatusOr<std::vector<CollectionRecord>> list =
+      backend_->ListCollections(me->account_id);
   if (!list.ok()) return rpc::ToGrpc(list.status());
   for (const CollectionRecord& c : *list) ToProto(c, response->add_collections());
   return grpc::Status::OK;
@@ -272,12 +281,13 @@ absl::Status ManageService::DoLease(const grpc::ServerContext& context,
   FERRY_RETURN_IF_ERROR(CheckTtl(request.ttl_ms()));
   LeaseRecord lease;
   if (kind == kAcquire) {
-    FERRY_ASSIGN_OR_RETURN(lease, backend_->AcquireLease(request.collection_id(), me.device_id,
-                                                         now_ms, request.ttl_ms()));
+    FERRY_ASSIGN_OR_RETURN(
+        lease, backend_->AcquireLease(request.collection_id(), me.device_id, now_ms,
+                                      request.ttl_ms()));
   } else {
-    FERRY_ASSIGN_OR_RETURN(lease, backend_->RenewLease(request.collection_id(), me.device_id,
-                                                       request.fencing_token(), now_ms,
-                                                       request.ttl_ms()));
+    FERRY_ASSIGN_OR_RETURN(
+        lease, backend_->RenewLease(request.collection_id(), me.device_id,
+                                    request.fencing_token(), now_ms, request.ttl_ms()));
   }
   response->set_collection_id(lease.collection_id);
   response->set_fencing_token(lease.fencing_token);
@@ -292,7 +302,8 @@ grpc::Status ManageService::AcquireLease(grpc::ServerContext* context,
 }
 
 grpc::Status ManageService::RenewLease(grpc::ServerContext* context,
-                                       const v1::LeaseRequest* request, v1::Lease* response) {
+                                       const v1::LeaseRequest* request,
+                                       v1::Lease* response) {
   return rpc::ToGrpc(DoLease(*context, *request, kRenew, response));
 }
 

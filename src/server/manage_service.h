@@ -73,10 +73,11 @@ class ManageService final : public v1::Manage::Service {
   absl::StatusOr<v1::LoginResponse> NewDevice(const std::string& account_id,
                                               const std::string& device_name,
                                               DeviceRecord* record);
-  absl::StatusOr<v1::LoginResponse> DoCreateAccount(const v1::CreateAccountRequest& request);
+  absl::StatusOr<v1::LoginResponse> DoCreateAccount(
+      const v1::CreateAccountRequest& request);
   absl::StatusOr<v1::LoginResponse> DoLogin(const v1::LoginRequest& request);
-  absl::Status DoLease(const grpc::ServerContext& context, const v1::LeaseRequest& request,
-                       int kind, v1::Lease* response);
+  absl::Status DoLease(const grpc::ServerContext& context,
+                       const v1::LeaseRequest& request, int kind, v1::Lease* response);
 
   Backend* const backend_;
   Authenticator* const auth_;

@@ -9,10 +9,10 @@
 #include <chrono>
 #include <mutex>
 
-#include "src/core/strings.h"
 #include "src/core/file_util.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 #include "src/seal/seal.h"
 #include "src/server/manage_service.h"
 #include "src/server/store_service.h"
@@ -68,7 +68,8 @@ class FerrydImpl final : public Ferryd {
     auth_ = std::make_unique<Authenticator>(backend_.get(), &clock_);
     manage_ = std::make_unique<ManageService>(backend_.get(), auth_.get(), &clock_,
                                               std::move(secret));
-    store_ = std::make_unique<StoreService>(backend_.get(), auth_.get(), &clock_, &heads_);
+    store_ =
+        std::make_unique<StoreService>(backend_.get(), auth_.get(), &clock_, &heads_);
 
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({cert.key_pem, cert.cert_pem});
@@ -81,8 +82,8 @@ class FerrydImpl final : public Ferryd {
     builder.RegisterService(store_.get());
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port == 0) {
-      return absl::UnavailableError(StrCat("cannot listen on ", options.listen,
-                                                 " (address in use or not local?)"));
+      return absl::UnavailableError(
+          StrCat("cannot listen on ", options.listen, " (address in use or not local?)"));
     }
     std::string host = options.listen.substr(0, options.listen.rfind(':'));
     address_ = StrCat(host, ":", port);

@@ -11,7 +11,7 @@
 namespace ferry::server {
 
 struct ServerOptions {
-  std::string data_dir;                  // created when missing (mode 0700)
+  std::string data_dir;                   // created when missing (mode 0700)
   std::string listen = "127.0.0.1:7443";  // host:port; port 0 picks a free one
 };
 

@@ -3,9 +3,9 @@
 #include <map>
 #include <optional>
 
-#include "src/core/strings.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 #include "src/rpc/status.h"
 #include "src/seal/seal.h"
 
@@ -30,8 +30,8 @@ absl::Status CheckChunkIds(const google::protobuf::RepeatedPtrField<std::string>
 
 }  // namespace
 
-absl::StatusOr<v1::AppendResponse> StoreService::DoAppend(const grpc::ServerContext& context,
-                                                          const v1::AppendRequest& request) {
+absl::StatusOr<v1::AppendResponse> StoreService::DoAppend(
+    const grpc::ServerContext& context, const v1::AppendRequest& request) {
   FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
   FERRY_RETURN_IF_ERROR(auth_->Authorize(me, request.collection_id()).status());
   v1::Envelope envelope;
@@ -68,7 +68,8 @@ grpc::Status StoreService::Append(grpc::ServerContext* context,
   return rpc::ToGrpc(result.status());
 }
 
-grpc::Status StoreService::Pull(grpc::ServerContext* context, const v1::PullRequest* request,
+grpc::Status StoreService::Pull(grpc::ServerContext* context,
+                                const v1::PullRequest* request,
                                 v1::PullResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
@@ -77,8 +78,8 @@ grpc::Status StoreService::Pull(grpc::ServerContext* context, const v1::PullRequ
   uint32_t limit = request->limit() == 0 || request->limit() > kPullEntriesMax
                        ? kPullEntriesMax
                        : request->limit();
-  absl::StatusOr<PullResult> result =
-      backend_->Pull(request->collection_id(), request->after_seq(), limit, kPullBytesMax);
+  absl::StatusOr<PullResult> result = backend_->Pull(
+      request->collection_id(), request->after_seq(), limit, kPullBytesMax);
   if (!result.ok()) return rpc::ToGrpc(result.status());
   for (LogEntry& entry : result->entries) {
     v1::LogEntry* out = response->add_entries();
@@ -90,7 +91,8 @@ grpc::Status StoreService::Pull(grpc::ServerContext* context, const v1::PullRequ
   return grpc::Status::OK;
 }
 
-grpc::Status StoreService::Head(grpc::ServerContext* context, const v1::HeadRequest* request,
+grpc::Status StoreService::Head(grpc::ServerContext* context,
+                                const v1::HeadRequest* request,
                                 v1::HeadResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
@@ -138,8 +140,8 @@ absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
     if (chunk.data().empty() || chunk.data().size() > kSealedChunkBytesMax) {
       return absl::InvalidArgumentError("sealed chunk size out of bounds");
     }
-    FERRY_ASSIGN_OR_RETURN(bool stored,
-                           backend_->PutChunk(chunk.collection_id(), chunk.id(), chunk.data()));
+    FERRY_ASSIGN_OR_RETURN(
+        bool stored, backend_->PutChunk(chunk.collection_id(), chunk.id(), chunk.data()));
     if (stored) {
       response->set_stored(response->stored() + 1);
     } else {
@@ -163,7 +165,8 @@ absl::Status StoreService::DoGetChunks(const grpc::ServerContext& context,
   FERRY_RETURN_IF_ERROR(CheckChunkIds(request.ids()));
   for (const std::string& id : request.ids()) {
     v1::Chunk chunk;
-    FERRY_ASSIGN_OR_RETURN(*chunk.mutable_data(), backend_->GetChunk(request.collection_id(), id));
+    FERRY_ASSIGN_OR_RETURN(*chunk.mutable_data(),
+                           backend_->GetChunk(request.collection_id(), id));
     chunk.set_collection_id(request.collection_id());
     chunk.set_id(id);
     if (!writer->Write(chunk)) return absl::CancelledError("client went away");

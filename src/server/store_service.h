@@ -21,11 +21,14 @@ class StoreService final : public v1::Store::Service {
                     v1::PullResponse* response) override;
   grpc::Status Head(grpc::ServerContext* context, const v1::HeadRequest* request,
                     v1::HeadResponse* response) override;
-  grpc::Status HasChunks(grpc::ServerContext* context, const v1::HasChunksRequest* request,
+  grpc::Status HasChunks(grpc::ServerContext* context,
+                         const v1::HasChunksRequest* request,
                          v1::HasChunksResponse* response) override;
-  grpc::Status PutChunks(grpc::ServerContext* context, grpc::ServerReader<v1::Chunk>* reader,
+  grpc::Status PutChunks(grpc::ServerContext* context,
+                         grpc::ServerReader<v1::Chunk>* reader,
                          v1::PutChunksResponse* response) override;
-  grpc::Status GetChunks(grpc::ServerContext* context, const v1::GetChunksRequest* request,
+  grpc::Status GetChunks(grpc::ServerContext* context,
+                         const v1::GetChunksRequest* request,
                          grpc::ServerWriter<v1::Chunk>* writer) override;
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::HeadChanged>* writer) override;
@@ -33,7 +36,8 @@ class StoreService final : public v1::Store::Service {
  private:
   absl::StatusOr<v1::AppendResponse> DoAppend(const grpc::ServerContext& context,
                                               const v1::AppendRequest& request);
-  absl::Status DoPutChunks(grpc::ServerContext* context, grpc::ServerReader<v1::Chunk>* reader,
+  absl::Status DoPutChunks(grpc::ServerContext* context,
+                           grpc::ServerReader<v1::Chunk>* reader,
                            v1::PutChunksResponse* response);
   absl::Status DoGetChunks(const grpc::ServerContext& context,
                            const v1::GetChunksRequest& request,

@@ -5,8 +5,8 @@
 #include <cassert>
 #include <utility>
 
-#include "src/core/strings.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 
 namespace ferry::sqlite {
 namespace {
@@ -15,7 +15,7 @@ constexpr int kBusyTimeoutMs = 10000;
 
 absl::Status Error(sqlite3* db, int rc, std::string_view what) {
   std::string message = StrCat("sqlite: ", what, ": ",
-                                     db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                               db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   int primary = rc & 0xff;
   if (primary == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(message);
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
@@ -89,7 +89,9 @@ void Statement::Reset() {
   bind_status_ = absl::OkStatus();
 }
 
-int64_t Statement::ColumnInt(int column) const { return sqlite3_column_int64(stmt_, column); }
+int64_t Statement::ColumnInt(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
 
 std::string Statement::ColumnText(int column) const {
   const unsigned char* text = sqlite3_column_text(stmt_, column);
@@ -111,9 +113,9 @@ bool Statement::ColumnIsNull(int column) const {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status = Error(raw, rc, StrCat("open ", path));
     sqlite3_close(raw);
@@ -141,7 +143,8 @@ absl::Status Database::Exec(std::string_view sql) {
 
 absl::StatusOr<Statement> Database::Prepare(std::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  int rc =
+      sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
   if (rc != SQLITE_OK) return Error(db_, rc, sql);
   return Statement(db_, stmt, std::string(sql));
 }

@@ -35,7 +35,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "src/core/file_util.h"
 #include "src/core/status_macros.h"
+#include "src/tls/openssl_ptr.h"
 
 namespace ferry::tls {
 namespace {
@@ -52,23 +54,6 @@ constexpr size_t kFingerprintHexDigits = 64;
 
 // ---------------------------------------------------------------------------------
 // RAII for OpenSSL objects and file descriptors.
-
-template <auto kFree>
-struct FreeWith {
-  template <typename T>
-  void operator()(T* p) const {
-    kFree(p);
-  }
-};
-
-using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free_all>>;
-using BignumPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
-using SslCtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, FreeWith<SSL_free>>;
-using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
-using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
-using X509NamePtr = std::unique_ptr<X509_NAME, FreeWith<X509_NAME_free>>;
 
 class UniqueFd {
  public:
@@ -135,22 +120,6 @@ absl::Status OpenSslError(absl::string_view what) {
 }
 
 std::string ErrnoText(int err) { return std::strerror(err); }
-
-absl::Status PosixError(int err, absl::string_view what, absl::string_view path) {
-  std::string message = absl::StrCat(what, " ", path, ": ", ErrnoText(err));
-  switch (err) {
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
 
 // ---------------------------------------------------------------------------------
 // PEM and DER helpers.
@@ -320,14 +289,15 @@ absl::StatusOr<bool> FileExists(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) return true;
   if (errno == ENOENT) return false;
-  return PosixError(errno, "cannot stat", path);
+  return ferry::ErrnoStatus(errno, "cannot stat", path);
 }
 
 absl::Status MakePrivateDirectory(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) == 0) return absl::OkStatus();
-  if (errno != EEXIST) return PosixError(errno, "cannot create directory", path);
+  if (errno != EEXIST) return ferry::ErrnoStatus(errno, "cannot create directory", path);
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return PosixError(errno, "cannot stat", path);
+  if (::stat(path.c_str(), &st) != 0)
+    return ferry::ErrnoStatus(errno, "cannot stat", path);
   if (!S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a directory"));
   }
@@ -335,76 +305,15 @@ absl::Status MakePrivateDirectory(const std::string& path) {
 }
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return PosixError(errno, "cannot open", path);
-  std::string data;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return PosixError(errno, "cannot read", path);
-    if (n == 0) return data;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kPemFileBytesMax) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, " is larger than ", kPemFileBytesMax, " bytes"));
-    }
-  }
-}
-
-absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return PosixError(errno, "cannot write", path);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status SyncDirectory(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return PosixError(errno, "cannot open directory", dir);
-  if (::fsync(fd.get()) != 0) return PosixError(errno, "cannot fsync directory", dir);
-  return absl::OkStatus();
-}
-
-// Creates a new temp file next to `path`; returns its descriptor and name.
-absl::StatusOr<std::pair<UniqueFd, std::string>> CreateTempFile(const std::string& path,
-                                                                mode_t mode) {
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    unsigned char suffix[6];
-    if (RAND_bytes(suffix, sizeof(suffix)) != 1) return OpenSslError("RAND_bytes");
-    std::string temp = absl::StrCat(path, ".tmp-");
-    for (unsigned char c : suffix) absl::StrAppend(&temp, absl::Hex(c, absl::kZeroPad2));
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-    if (fd.valid()) return std::make_pair(std::move(fd), std::move(temp));
-    if (errno != EEXIST) return PosixError(errno, "cannot create", temp);
-  }
-  return absl::InternalError(absl::StrCat("cannot create a temp file for ", path));
-}
-
-absl::Status WriteAndSync(UniqueFd fd, absl::string_view data, const std::string& path) {
-  FERRY_RETURN_IF_ERROR(WriteAll(fd.get(), data, path));
-  if (::fsync(fd.get()) != 0) return PosixError(errno, "cannot fsync", path);
-  if (int err = fd.Close(); err != 0) return PosixError(err, "cannot close", path);
-  return absl::OkStatus();
+  return ferry::ReadFile(path, kPemFileBytesMax);
 }
 
 // Replaces `dir`/`name` with `data` atomically: temp file, fsync, rename, fsync dir.
 absl::Status WriteFileAtomically(const std::string& dir, absl::string_view name,
                                  absl::string_view data, mode_t mode) {
-  std::string path = JoinPath(dir, name);
-  FERRY_ASSIGN_OR_RETURN(auto temp, CreateTempFile(path, mode));
-  absl::Status status = WriteAndSync(std::move(temp.first), data, temp.second);
-  if (status.ok() && ::rename(temp.second.c_str(), path.c_str()) != 0) {
-    status = PosixError(errno, "cannot rename temp file to", path);
-  }
-  if (!status.ok()) {
-    ::unlink(temp.second.c_str());
-    return status;
-  }
-  return SyncDirectory(dir);
+  return ferry::WriteFileAtomic(JoinPath(dir, name),
+                                std::string_view(data.data(), data.size()),
+                                static_cast<int>(mode));
 }
 
 // ---------------------------------------------------------------------------------
@@ -668,6 +577,12 @@ absl::StatusOr<CertificateFiles> LoadOrCreateServerCertificate(
   std::string key_path = JoinPath(dir, kKeyFile);
   FERRY_ASSIGN_OR_RETURN(bool have_cert, FileExists(cert_path));
   FERRY_ASSIGN_OR_RETURN(bool have_key, FileExists(key_path));
+  // The fingerprint is written last: a key without certificate or fingerprint is the
+  // trace of a first start that crashed before it published anything, so it is
+  // replaced. Any other half pair was published once and is reported.
+  FERRY_ASSIGN_OR_RETURN(bool have_fingerprint,
+                         FileExists(JoinPath(dir, kFingerprintFile)));
+  if (have_key && !have_cert && !have_fingerprint) have_key = false;
   if (have_cert != have_key) {
     const std::string& present = have_cert ? cert_path : key_path;
     const std::string& missing = have_cert ? key_path : cert_path;

@@ -30,27 +30,13 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "src/tls/openssl_ptr.h"
 
 namespace ferry::tls {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
-
-template <auto kFree>
-struct FreeWith {
-  template <typename T>
-  void operator()(T* p) const {
-    kFree(p);
-  }
-};
-using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free_all>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
-using SslCtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, FreeWith<SSL_free>>;
-using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
-using X509StorePtr = std::unique_ptr<X509_STORE, FreeWith<X509_STORE_free>>;
-using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, FreeWith<X509_STORE_CTX_free>>;
 
 constexpr char kFingerprintRegex[] = "SHA256:[0-9a-f]{64}";
 
@@ -252,6 +238,20 @@ TEST(LoadOrCreateServerCertificateTest, HalfAPairIsReportedNotCompleted) {
   EXPECT_THAT(files.status().message(), HasSubstr(dir.tls("cert.pem")));
   EXPECT_EQ(ReadFile(dir.tls("key.pem")), first->key_pem);
   EXPECT_FALSE(std::filesystem::exists(dir.tls("cert.pem")));
+}
+
+TEST(LoadOrCreateServerCertificateTest, KeyLeftByACrashedFirstStartIsReplaced) {
+  TempDir dir;
+  absl::StatusOr<CertificateFiles> first = LoadOrCreateServerCertificate(dir.path());
+  ASSERT_TRUE(first.ok()) << first.status();
+  // As if the first start died after writing the key: no certificate, no fingerprint.
+  ASSERT_EQ(::unlink(dir.tls("cert.pem").c_str()), 0);
+  ASSERT_EQ(::unlink(dir.tls("fingerprint").c_str()), 0);
+
+  absl::StatusOr<CertificateFiles> files = LoadOrCreateServerCertificate(dir.path());
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_NE(files->fingerprint, first->fingerprint);
+  EXPECT_EQ(ReadFile(dir.tls("fingerprint")), files->fingerprint + "\n");
 }
 
 TEST(LoadOrCreateServerCertificateTest, UnreadableKeyIsReported) {

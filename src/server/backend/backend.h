@@ -52,7 +52,7 @@ struct CollectionRecord {
 
 struct LeaseRecord {
   std::string collection_id;
-  std::string device_id;   // the holder; empty when released
+  std::string device_id;  // the holder; empty when released
   uint64_t fencing_token = 0;
   int64_t expires_ms = 0;
 };
@@ -101,11 +101,13 @@ class Backend {
   // Devices. RESOURCE_EXHAUSTED past kDevicesPerAccountMax.
   virtual absl::Status CreateDevice(const DeviceRecord& device) = 0;
   // NOT_FOUND when no device has this token hash. Revoked devices are returned as such.
-  virtual absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(std::string_view token_hash) = 0;
+  virtual absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(
+      std::string_view token_hash) = 0;
   virtual absl::StatusOr<std::vector<DeviceRecord>> ListDevices(
       std::string_view account_id) = 0;
   // NOT_FOUND when the device is not one of the account's.
-  virtual absl::Status RenameDevice(std::string_view account_id, std::string_view device_id,
+  virtual absl::Status RenameDevice(std::string_view account_id,
+                                    std::string_view device_id,
                                     std::string_view name) = 0;
   virtual absl::Status RevokeDevice(std::string_view account_id,
                                     std::string_view device_id) = 0;
@@ -114,7 +116,8 @@ class Backend {
   // Collections. ALREADY_EXISTS when the id is taken.
   virtual absl::Status CreateCollection(const CollectionRecord& collection) = 0;
   // NOT_FOUND when there is no such collection (of any account).
-  virtual absl::StatusOr<CollectionRecord> GetCollection(std::string_view collection_id) = 0;
+  virtual absl::StatusOr<CollectionRecord> GetCollection(
+      std::string_view collection_id) = 0;
   virtual absl::StatusOr<std::vector<CollectionRecord>> ListCollections(
       std::string_view account_id) = 0;
 
@@ -126,8 +129,9 @@ class Backend {
   // Extends the lease when `device_id` holds it with `token` and it has not expired;
   // FAILED_PRECONDITION otherwise.
   virtual absl::StatusOr<LeaseRecord> RenewLease(std::string_view collection_id,
-                                                 std::string_view device_id, uint64_t token,
-                                                 int64_t now_ms, int64_t ttl_ms) = 0;
+                                                 std::string_view device_id,
+                                                 uint64_t token, int64_t now_ms,
+                                                 int64_t ttl_ms) = 0;
   // Frees the lease when `device_id` holds it with `token`; OK if already free.
   virtual absl::Status ReleaseLease(std::string_view collection_id,
                                     std::string_view device_id, uint64_t token) = 0;
@@ -140,16 +144,17 @@ class Backend {
   virtual absl::StatusOr<AppendResult> Append(const AppendRecord& append) = 0;
   // Entries with seq > after_seq, in order, at most `limit` of them and about
   // `bytes_max` bytes (always at least one when there is one).
-  virtual absl::StatusOr<PullResult> Pull(std::string_view collection_id, uint64_t after_seq,
-                                          uint32_t limit, size_t bytes_max) = 0;
+  virtual absl::StatusOr<PullResult> Pull(std::string_view collection_id,
+                                          uint64_t after_seq, uint32_t limit,
+                                          size_t bytes_max) = 0;
   virtual absl::StatusOr<uint64_t> Head(std::string_view collection_id) = 0;
 
   // Chunks, content-addressed within a collection.
   virtual absl::StatusOr<std::vector<bool>> HasChunks(
       std::string_view collection_id, const std::vector<std::string>& ids) = 0;
   // Stores a chunk durably; returns false when it was stored already.
-  virtual absl::StatusOr<bool> PutChunk(std::string_view collection_id, std::string_view id,
-                                        std::string_view data) = 0;
+  virtual absl::StatusOr<bool> PutChunk(std::string_view collection_id,
+                                        std::string_view id, std::string_view data) = 0;
   // NOT_FOUND when the chunk is not stored.
   virtual absl::StatusOr<std::string> GetChunk(std::string_view collection_id,
                                                std::string_view id) = 0;

@@ -34,7 +34,8 @@ class BackendTest : public ::testing::TestWithParam<BackendFactory> {
     AccountRecord account{"a1", "alice", 1, 2, 65536, std::string(16, 's'), "hash", 1};
     DeviceRecord device{"d1", "a1", "laptop", "token1", 1, 1, false};
     ASSERT_TRUE(backend_->CreateAccount(account, device).ok());
-    ASSERT_TRUE(backend_->CreateDevice({"d2", "a1", "phone", "token2", 2, 2, false}).ok());
+    ASSERT_TRUE(
+        backend_->CreateDevice({"d2", "a1", "phone", "token2", 2, 2, false}).ok());
     ASSERT_TRUE(backend_->CreateCollection({"c1", "a1", "meta", "key", 1, 1}).ok());
   }
   void TearDown() override {
@@ -162,7 +163,8 @@ TEST_P(BackendTest, LeasesFenceAppends) {
   ASSERT_TRUE(lease.ok());
   EXPECT_EQ(lease->fencing_token, 1u);
   // Another device can neither take the lease nor append while it is live.
-  EXPECT_TRUE(absl::IsFailedPrecondition(backend_->AcquireLease("c1", "d2", 2000, 5000).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      backend_->AcquireLease("c1", "d2", 2000, 5000).status()));
   EXPECT_TRUE(
       absl::IsFailedPrecondition(backend_->Append(MakeAppend("t1", 0, "d2")).status()));
   // The holder appends with its token.
@@ -177,7 +179,8 @@ TEST_P(BackendTest, LeasesFenceAppends) {
   stale.fencing_token = 1;
   stale.now_ms = 7001;
   EXPECT_TRUE(absl::IsFailedPrecondition(backend_->Append(stale).status()));
-  EXPECT_TRUE(absl::IsFailedPrecondition(backend_->RenewLease("c1", "d1", 1, 7001, 5000).status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      backend_->RenewLease("c1", "d1", 1, 7001, 5000).status()));
   auto renewed = backend_->RenewLease("c1", "d2", 2, 8000, 5000);
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(renewed->expires_ms, 13000);
@@ -227,7 +230,9 @@ TEST_P(BackendTest, SurvivesReopen) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendTest, ::testing::ValuesIn(kBackends),
-                         [](const auto& param_info) { return std::string(param_info.param.name); });
+                         [](const auto& param_info) {
+                           return std::string(param_info.param.name);
+                         });
 
 }  // namespace
 }  // namespace ferry::server

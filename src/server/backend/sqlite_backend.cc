@@ -6,10 +6,10 @@
 #include <mutex>
 #include <optional>
 
-#include "src/core/strings.h"
 #include "src/core/file_util.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 #include "src/server/backend/backend.h"
 #include "src/sqlite/sqlite.h"
 
@@ -121,18 +121,20 @@ class SqliteBackend final : public Backend {
     std::lock_guard lock(mu_);
     FERRY_RETURN_IF_ERROR(db_->Migrate(kMigrations, std::size(kMigrations)));
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
-    FERRY_ASSIGN_OR_RETURN(auto get, db_->Prepare("SELECT value FROM meta WHERE key='backend'"));
+    FERRY_ASSIGN_OR_RETURN(auto get,
+                           db_->Prepare("SELECT value FROM meta WHERE key='backend'"));
     FERRY_ASSIGN_OR_RETURN(bool found, get.Step());
     if (found) {
       std::string stored = get.ColumnText(0);
       if (stored != kBackendName) {
-        return absl::FailedPreconditionError(StrCat(
-            "data directory was written by backend '", stored, "', not '", kBackendName, "'"));
+        return absl::FailedPreconditionError(
+            StrCat("data directory was written by backend '", stored, "', not '",
+                   kBackendName, "'"));
       }
       return absl::OkStatus();
     }
-    FERRY_ASSIGN_OR_RETURN(auto put,
-                           db_->Prepare("INSERT INTO meta(key, value) VALUES('backend', ?)"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto put, db_->Prepare("INSERT INTO meta(key, value) VALUES('backend', ?)"));
     FERRY_RETURN_IF_ERROR(put.BindText(1, kBackendName).Run());
     return tx.Commit();
   }
@@ -140,9 +142,11 @@ class SqliteBackend final : public Backend {
   absl::Status CreateAccount(const AccountRecord& a, const DeviceRecord& first) override {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "INSERT INTO accounts(account_id, user, kdf_alg, kdf_ops_limit, kdf_mem_limit_bytes,"
-        " kdf_salt, auth_key_hash, created_ms) VALUES(?,?,?,?,?,?,?,?)"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare("INSERT INTO accounts(account_id, user, kdf_alg, kdf_ops_limit, "
+                     "kdf_mem_limit_bytes,"
+                     " kdf_salt, auth_key_hash, created_ms) VALUES(?,?,?,?,?,?,?,?)"));
     s.BindText(1, a.account_id).BindText(2, a.user).Bind(3, a.kdf_alg);
     s.Bind(4, static_cast<int64_t>(a.kdf_ops_limit));
     s.Bind(5, static_cast<int64_t>(a.kdf_mem_limit_bytes));
@@ -158,9 +162,10 @@ class SqliteBackend final : public Backend {
 
   absl::StatusOr<AccountRecord> GetAccountByUser(std::string_view user) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "SELECT account_id, user, kdf_alg, kdf_ops_limit, kdf_mem_limit_bytes, kdf_salt,"
-        " auth_key_hash, created_ms FROM accounts WHERE user = ?"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s, db_->Prepare("SELECT account_id, user, kdf_alg, kdf_ops_limit, "
+                             "kdf_mem_limit_bytes, kdf_salt,"
+                             " auth_key_hash, created_ms FROM accounts WHERE user = ?"));
     s.BindText(1, user);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no such user");
@@ -179,8 +184,8 @@ class SqliteBackend final : public Backend {
   absl::Status CreateDevice(const DeviceRecord& d) override {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
-    FERRY_ASSIGN_OR_RETURN(auto count,
-                           db_->Prepare("SELECT COUNT(*) FROM devices WHERE account_id = ?"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto count, db_->Prepare("SELECT COUNT(*) FROM devices WHERE account_id = ?"));
     count.BindText(1, d.account_id);
     FERRY_ASSIGN_OR_RETURN(bool row, count.Step());
     assert(row);
@@ -193,21 +198,26 @@ class SqliteBackend final : public Backend {
     return tx.Commit();
   }
 
-  absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(std::string_view token_hash) override {
+  absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(
+      std::string_view token_hash) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
-        "SELECT ", kDeviceColumns, " FROM devices WHERE token_hash = ?")));
+    FERRY_ASSIGN_OR_RETURN(auto s,
+                           db_->Prepare(StrCat("SELECT ", kDeviceColumns,
+                                               " FROM devices WHERE token_hash = ?")));
     s.BindBlob(1, token_hash);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no device with this token");
     return ReadDevice(s);
   }
 
-  absl::StatusOr<std::vector<DeviceRecord>> ListDevices(std::string_view account_id) override {
+  absl::StatusOr<std::vector<DeviceRecord>> ListDevices(
+      std::string_view account_id) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
-        "SELECT ", kDeviceColumns,
-        " FROM devices WHERE account_id = ? ORDER BY created_ms, device_id")));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare(
+            StrCat("SELECT ", kDeviceColumns,
+                   " FROM devices WHERE account_id = ? ORDER BY created_ms, device_id")));
     s.BindText(1, account_id);
     std::vector<DeviceRecord> out;
     for (size_t i = 0; i <= kDevicesPerAccountMax; ++i) {
@@ -220,27 +230,31 @@ class SqliteBackend final : public Backend {
 
   absl::Status RenameDevice(std::string_view account_id, std::string_view device_id,
                             std::string_view name) override {
-    return UpdateDevice("UPDATE devices SET name = ?3 WHERE account_id = ?1 AND device_id = ?2",
-                        account_id, device_id, name);
+    return UpdateDevice(
+        "UPDATE devices SET name = ?3 WHERE account_id = ?1 AND device_id = ?2",
+        account_id, device_id, name);
   }
 
   absl::Status RevokeDevice(std::string_view account_id,
                             std::string_view device_id) override {
-    return UpdateDevice("UPDATE devices SET revoked = 1 WHERE account_id = ?1 AND device_id = ?2",
-                        account_id, device_id, std::nullopt);
+    return UpdateDevice(
+        "UPDATE devices SET revoked = 1 WHERE account_id = ?1 AND device_id = ?2",
+        account_id, device_id, std::nullopt);
   }
 
   absl::Status TouchDevice(std::string_view device_id, int64_t now_ms) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "UPDATE devices SET last_seen_ms = ? WHERE device_id = ? AND last_seen_ms < ?"));
+    FERRY_ASSIGN_OR_RETURN(auto s,
+                           db_->Prepare("UPDATE devices SET last_seen_ms = ? WHERE "
+                                        "device_id = ? AND last_seen_ms < ?"));
     return s.Bind(1, now_ms).BindText(2, device_id).Bind(3, now_ms).Run();
   }
 
   absl::Status CreateCollection(const CollectionRecord& c) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
-        "INSERT INTO collections(", kCollectionColumns, ") VALUES(?,?,?,?,?,?)")));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s, db_->Prepare(StrCat("INSERT INTO collections(", kCollectionColumns,
+                                    ") VALUES(?,?,?,?,?,?)")));
     s.BindText(1, c.collection_id).BindText(2, c.account_id).BindBlob(3, c.metadata);
     s.BindBlob(4, c.wrapped_key).Bind(5, c.key_epoch).Bind(6, c.created_ms);
     absl::Status status = s.Run();
@@ -250,10 +264,12 @@ class SqliteBackend final : public Backend {
     return status;
   }
 
-  absl::StatusOr<CollectionRecord> GetCollection(std::string_view collection_id) override {
+  absl::StatusOr<CollectionRecord> GetCollection(
+      std::string_view collection_id) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
-        "SELECT ", kCollectionColumns, " FROM collections WHERE collection_id = ?")));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s, db_->Prepare(StrCat("SELECT ", kCollectionColumns,
+                                    " FROM collections WHERE collection_id = ?")));
     s.BindText(1, collection_id);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no such collection");
@@ -263,9 +279,10 @@ class SqliteBackend final : public Backend {
   absl::StatusOr<std::vector<CollectionRecord>> ListCollections(
       std::string_view account_id) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
-        "SELECT ", kCollectionColumns,
-        " FROM collections WHERE account_id = ? ORDER BY created_ms, collection_id")));
+    FERRY_ASSIGN_OR_RETURN(auto s,
+                           db_->Prepare(StrCat("SELECT ", kCollectionColumns,
+                                               " FROM collections WHERE account_id = ? "
+                                               "ORDER BY created_ms, collection_id")));
     s.BindText(1, account_id);
     std::vector<CollectionRecord> out;
     for (;;) {
@@ -282,7 +299,8 @@ class SqliteBackend final : public Backend {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
     FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
-    if (!lease.device_id.empty() && lease.device_id != device_id && lease.expires_ms > now_ms) {
+    if (!lease.device_id.empty() && lease.device_id != device_id &&
+        lease.expires_ms > now_ms) {
       return absl::FailedPreconditionError(StrCat(
           "the lease is held by device ", lease.device_id, " until ", lease.expires_ms));
     }
@@ -303,7 +321,8 @@ class SqliteBackend final : public Backend {
     FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
     if (lease.device_id != device_id || lease.fencing_token != token ||
         lease.expires_ms <= now_ms) {
-      return absl::FailedPreconditionError("the lease is not held with this fencing token");
+      return absl::FailedPreconditionError(
+          "the lease is not held with this fencing token");
     }
     lease.expires_ms = now_ms + ttl_ms;
     FERRY_RETURN_IF_ERROR(WriteLease(lease));
@@ -314,18 +333,22 @@ class SqliteBackend final : public Backend {
   absl::Status ReleaseLease(std::string_view collection_id, std::string_view device_id,
                             uint64_t token) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "UPDATE leases SET device_id = '', expires_ms = 0"
-        " WHERE collection_id = ? AND device_id = ? AND fencing_token = ?"));
-    return s.BindText(1, collection_id).BindText(2, device_id)
-        .Bind(3, static_cast<int64_t>(token)).Run();
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare("UPDATE leases SET device_id = '', expires_ms = 0"
+                     " WHERE collection_id = ? AND device_id = ? AND fencing_token = ?"));
+    return s.BindText(1, collection_id)
+        .BindText(2, device_id)
+        .Bind(3, static_cast<int64_t>(token))
+        .Run();
   }
 
   absl::StatusOr<AppendResult> Append(const AppendRecord& a) override {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
-    FERRY_ASSIGN_OR_RETURN(auto dup, db_->Prepare(
-        "SELECT seq FROM log WHERE collection_id = ? AND tx_id = ?"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto dup,
+        db_->Prepare("SELECT seq FROM log WHERE collection_id = ? AND tx_id = ?"));
     dup.BindText(1, a.collection_id).BindBlob(2, a.tx_id);
     FERRY_ASSIGN_OR_RETURN(bool seen, dup.Step());
     if (seen) return AppendResult{static_cast<uint64_t>(dup.ColumnInt(0)), true};
@@ -335,19 +358,21 @@ class SqliteBackend final : public Backend {
 
     FERRY_ASSIGN_OR_RETURN(uint64_t head, ReadHead(a.collection_id));
     if (a.base_seq != head) {
-      return absl::AbortedError(StrCat("base_seq ", a.base_seq, " is not the head ",
-                                             head, ": pull and retry"));
+      return absl::AbortedError(
+          StrCat("base_seq ", a.base_seq, " is not the head ", head, ": pull and retry"));
     }
     FERRY_RETURN_IF_ERROR(CheckChunksStored(a.collection_id, a.chunk_ids));
 
     uint64_t seq = head + 1;
-    FERRY_ASSIGN_OR_RETURN(auto insert, db_->Prepare(
-        "INSERT INTO log(collection_id, seq, tx_id, device_id, envelope) VALUES(?,?,?,?,?)"));
+    FERRY_ASSIGN_OR_RETURN(auto insert,
+                           db_->Prepare("INSERT INTO log(collection_id, seq, tx_id, "
+                                        "device_id, envelope) VALUES(?,?,?,?,?)"));
     insert.BindText(1, a.collection_id).Bind(2, static_cast<int64_t>(seq));
     insert.BindBlob(3, a.tx_id).BindText(4, a.device_id).BindBlob(5, a.envelope);
     FERRY_RETURN_IF_ERROR(insert.Run());
-    FERRY_ASSIGN_OR_RETURN(auto bump, db_->Prepare(
-        "UPDATE collections SET head_seq = ? WHERE collection_id = ? AND head_seq = ?"));
+    FERRY_ASSIGN_OR_RETURN(auto bump,
+                           db_->Prepare("UPDATE collections SET head_seq = ? WHERE "
+                                        "collection_id = ? AND head_seq = ?"));
     bump.Bind(1, static_cast<int64_t>(seq)).BindText(2, a.collection_id);
     FERRY_RETURN_IF_ERROR(bump.Bind(3, static_cast<int64_t>(head)).Run());
     assert(db_->Changes() == 1);
@@ -361,9 +386,10 @@ class SqliteBackend final : public Backend {
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
     PullResult result;
     FERRY_ASSIGN_OR_RETURN(result.head_seq, ReadHead(collection_id));
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "SELECT seq, envelope FROM log WHERE collection_id = ? AND seq > ?"
-        " ORDER BY seq LIMIT ?"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare("SELECT seq, envelope FROM log WHERE collection_id = ? AND seq > ?"
+                     " ORDER BY seq LIMIT ?"));
     s.BindText(1, collection_id).Bind(2, static_cast<int64_t>(after_seq)).Bind(3, limit);
     size_t bytes = 0;
     for (uint32_t i = 0; i < limit; ++i) {
@@ -384,8 +410,8 @@ class SqliteBackend final : public Backend {
     return ReadHead(collection_id);
   }
 
-  absl::StatusOr<std::vector<bool>> HasChunks(std::string_view collection_id,
-                                              const std::vector<std::string>& ids) override {
+  absl::StatusOr<std::vector<bool>> HasChunks(
+      std::string_view collection_id, const std::vector<std::string>& ids) override {
     std::lock_guard lock(mu_);
     return HasChunksLocked(collection_id, {ids.begin(), ids.end()});
   }
@@ -403,9 +429,13 @@ class SqliteBackend final : public Backend {
     FERRY_RETURN_IF_ERROR(MakeDirs(dir, 0700));
     FERRY_RETURN_IF_ERROR(WriteFileAtomic(ChunkPath(collection_id, id), data, 0600));
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "INSERT OR IGNORE INTO chunks(collection_id, chunk_id, size) VALUES(?,?,?)"));
-    s.BindText(1, collection_id).BindBlob(2, id).Bind(3, static_cast<int64_t>(data.size()));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare(
+            "INSERT OR IGNORE INTO chunks(collection_id, chunk_id, size) VALUES(?,?,?)"));
+    s.BindText(1, collection_id)
+        .BindBlob(2, id)
+        .Bind(3, static_cast<int64_t>(data.size()));
     FERRY_RETURN_IF_ERROR(s.Run());
     return db_->Changes() == 1;
   }
@@ -428,8 +458,9 @@ class SqliteBackend final : public Backend {
  private:
   absl::StatusOr<std::vector<bool>> HasChunksLocked(std::string_view collection_id,
                                                     std::vector<std::string_view> ids) {
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "SELECT 1 FROM chunks WHERE collection_id = ? AND chunk_id = ?"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare("SELECT 1 FROM chunks WHERE collection_id = ? AND chunk_id = ?"));
     std::vector<bool> present;
     for (std::string_view id : ids) {
       s.Reset();
@@ -450,8 +481,9 @@ class SqliteBackend final : public Backend {
   }
 
   absl::Status InsertDevice(const DeviceRecord& d) {
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat(
-        "INSERT INTO devices(", kDeviceColumns, ") VALUES(?,?,?,?,?,?,?)")));
+    FERRY_ASSIGN_OR_RETURN(auto s,
+                           db_->Prepare(StrCat("INSERT INTO devices(", kDeviceColumns,
+                                               ") VALUES(?,?,?,?,?,?,?)")));
     s.BindText(1, d.device_id).BindText(2, d.account_id).BindText(3, d.name);
     s.BindBlob(4, d.token_hash).Bind(5, d.created_ms).Bind(6, d.last_seen_ms);
     return s.Bind(7, d.revoked ? 1 : 0).Run();
@@ -459,7 +491,8 @@ class SqliteBackend final : public Backend {
 
   // Runs `sql` with ?1 = account, ?2 = device and, when given, ?3 = value.
   absl::Status UpdateDevice(std::string_view sql, std::string_view account_id,
-                            std::string_view device_id, std::optional<std::string_view> value) {
+                            std::string_view device_id,
+                            std::optional<std::string_view> value) {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(sql));
     s.BindText(1, account_id).BindText(2, device_id);
@@ -470,8 +503,8 @@ class SqliteBackend final : public Backend {
   }
 
   absl::StatusOr<uint64_t> ReadHead(std::string_view collection_id) {
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "SELECT head_seq FROM collections WHERE collection_id = ?"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s, db_->Prepare("SELECT head_seq FROM collections WHERE collection_id = ?"));
     s.BindText(1, collection_id);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no such collection");
@@ -480,8 +513,9 @@ class SqliteBackend final : public Backend {
 
   // A missing row reads as a free lease with token 0.
   absl::StatusOr<LeaseRecord> ReadLease(std::string_view collection_id) {
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "SELECT device_id, fencing_token, expires_ms FROM leases WHERE collection_id = ?"));
+    FERRY_ASSIGN_OR_RETURN(auto s,
+                           db_->Prepare("SELECT device_id, fencing_token, expires_ms "
+                                        "FROM leases WHERE collection_id = ?"));
     s.BindText(1, collection_id);
     LeaseRecord lease;
     lease.collection_id = std::string(collection_id);
@@ -495,12 +529,16 @@ class SqliteBackend final : public Backend {
   }
 
   absl::Status WriteLease(const LeaseRecord& lease) {
-    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(
-        "INSERT INTO leases(collection_id, device_id, fencing_token, expires_ms)"
-        " VALUES(?1,?2,?3,?4) ON CONFLICT(collection_id) DO UPDATE SET"
-        " device_id = ?2, fencing_token = ?3, expires_ms = ?4"));
+    FERRY_ASSIGN_OR_RETURN(
+        auto s,
+        db_->Prepare(
+            "INSERT INTO leases(collection_id, device_id, fencing_token, expires_ms)"
+            " VALUES(?1,?2,?3,?4) ON CONFLICT(collection_id) DO UPDATE SET"
+            " device_id = ?2, fencing_token = ?3, expires_ms = ?4"));
     s.BindText(1, lease.collection_id).BindText(2, lease.device_id);
-    return s.Bind(3, static_cast<int64_t>(lease.fencing_token)).Bind(4, lease.expires_ms).Run();
+    return s.Bind(3, static_cast<int64_t>(lease.fencing_token))
+        .Bind(4, lease.expires_ms)
+        .Run();
   }
 
   // While a lease is live only its holder, with the current token, may append. A token
@@ -513,10 +551,12 @@ class SqliteBackend final : public Backend {
           StrCat("collection is leased to device ", lease.device_id));
     }
     if (live && a.fencing_token != lease.fencing_token) {
-      return absl::FailedPreconditionError("stale fencing token: acquire the lease again");
+      return absl::FailedPreconditionError(
+          "stale fencing token: acquire the lease again");
     }
     if (a.fencing_token != 0 && a.fencing_token < lease.fencing_token) {
-      return absl::FailedPreconditionError("stale fencing token: acquire the lease again");
+      return absl::FailedPreconditionError(
+          "stale fencing token: acquire the lease again");
     }
     return absl::OkStatus();
   }
