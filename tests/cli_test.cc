@@ -116,6 +116,17 @@ TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("changed"), std::string::npos) << refused.err;
   EXPECT_NE(refused.err.find(impostor.fingerprint()), std::string::npos) << refused.err;
+  // Logging in again does not quietly trust the new certificate...
+  std::vector<std::string> again = {"account",           "create",           "--server",
+                                    impostor.address(),  "--user",           "alice",
+                                    "--passphrase-file", dir_ / "passphrase"};
+  CommandResult still_refused = Ferry("laptop", again);
+  EXPECT_EQ(still_refused.exit_code, 1);
+  EXPECT_NE(still_refused.err.find("changed"), std::string::npos) << still_refused.err;
+  // ...but does when the person names it.
+  again.insert(again.end(), {"--fingerprint", impostor.fingerprint()});
+  CommandResult accepted = Ferry("laptop", again);
+  EXPECT_EQ(accepted.exit_code, 0) << accepted.err;
 }
 
 TEST_F(CliTest, FingerprintIsCheckedOnFirstContact) {

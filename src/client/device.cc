@@ -71,10 +71,19 @@ absl::StatusOr<std::pair<DeviceState, std::string>> LoadHome(const std::string& 
   return std::make_pair(std::move(s), std::move(cert));
 }
 
+// Connects for account creation or login. A home that already trusts a certificate
+// for this server keeps trusting only that one, unless the person names the new
+// certificate with --fingerprint (a reinstalled server).
 absl::StatusOr<std::unique_ptr<net::Client>> ConnectFirst(const LoginOptions& options) {
   net::ConnectOptions connect;
   connect.server = options.server;
   connect.expected_fingerprint = options.fingerprint;
+  if (options.fingerprint.empty()) {
+    absl::StatusOr<std::pair<DeviceState, std::string>> previous = LoadHome(options.home);
+    if (previous.ok() && previous->first.server == options.server) {
+      connect.pinned_cert_pem = previous->second;
+    }
+  }
   return net::Client::Connect(connect);
 }
 

@@ -42,6 +42,14 @@ inline constexpr size_t kUserNameBytesMax = 128;
 inline constexpr size_t kDeviceNameBytesMax = 128;
 // Devices one account may have, live or revoked.
 inline constexpr size_t kDevicesPerAccountMax = 1000;
+// Argon2id costs an account may ask of its devices: a KdfParams that arrives with an
+// account must not make a device spend unbounded memory or time. The server refuses
+// accounts outside these bounds and devices refuse to derive with them.
+inline constexpr uint64_t kKdfOpsLimitMax = 16;
+inline constexpr uint64_t kKdfMemLimitBytesMin = 8u << 10;
+inline constexpr uint64_t kKdfMemLimitBytesMax = uint64_t{1} << 30;
+// Collections one account may have.
+inline constexpr size_t kCollectionsPerAccountMax = 10000;
 // Lease durations granted by the management service.
 inline constexpr uint32_t kLeaseTtlMsMin = 1000;
 inline constexpr uint32_t kLeaseTtlMsMax = 10 * 60 * 1000;

@@ -60,10 +60,6 @@ constexpr std::string_view kMetadataAadDomain{"ferry-collection-metadata-v1\0", 
 constexpr std::string_view kAuthKeyHashDomain{"ferry-auth-key-hash-v1\0", 23};
 constexpr std::string_view kTokenHashDomain{"ferry-token-hash-v1\0", 20};
 
-// Ferry's own ceiling on Argon2id costs, well inside libsodium's: a KdfParams that
-// arrives with an account must not make a device spend unbounded memory or time.
-constexpr uint64_t kKdfOpsLimitMax = 64;
-constexpr uint64_t kKdfMemLimitBytesMax = uint64_t{1} << 30;
 
 // Sealed chunk layout:
 //   [0]      version, 1

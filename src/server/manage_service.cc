@@ -13,9 +13,6 @@ namespace ferry::server {
 namespace {
 
 constexpr int64_t kLockoutMsFirst = 1000;
-constexpr uint64_t kKdfOpsLimitMax = 16;
-constexpr uint64_t kKdfMemLimitBytesMin = 8 << 10;
-constexpr uint64_t kKdfMemLimitBytesMax = 1ull << 30;
 
 enum LeaseKind { kAcquire, kRenew, kRelease };
 
@@ -176,9 +173,10 @@ absl::StatusOr<v1::LoginResponse> ManageService::DoLogin(
   FERRY_RETURN_IF_ERROR(throttle_.Check(request.user(), now_ms));
   absl::StatusOr<AccountRecord> account = backend_->GetAccountByUser(request.user());
   if (!account.ok() && !absl::IsNotFound(account.status())) return account.status();
+  // The hash is computed for unknown users too, so both answers take the same time.
+  std::string presented = seal::HashAuthKey(request.auth_key());
   bool match =
-      account.ok() && seal::ConstantTimeEquals(seal::HashAuthKey(request.auth_key()),
-                                               account->auth_key_hash);
+      account.ok() && seal::ConstantTimeEquals(presented, account->auth_key_hash);
   if (!match) {
     throttle_.RecordFailure(request.user(), now_ms);
     return absl::UnauthenticatedError("wrong user name or passphrase");
@@ -276,7 +274,7 @@ absl::Status ManageService::DoLease(const grpc::ServerContext& context,
   int64_t now_ms = clock_->NowMs();
   if (kind == kRelease) {
     return backend_->ReleaseLease(request.collection_id(), me.device_id,
-                                  request.fencing_token());
+                                  request.fencing_token(), now_ms);
   }
   FERRY_RETURN_IF_ERROR(CheckTtl(request.ttl_ms()));
   LeaseRecord lease;

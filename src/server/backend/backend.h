@@ -113,7 +113,8 @@ class Backend {
                                     std::string_view device_id) = 0;
   virtual absl::Status TouchDevice(std::string_view device_id, int64_t now_ms) = 0;
 
-  // Collections. ALREADY_EXISTS when the id is taken.
+  // Collections. ALREADY_EXISTS when the id is taken; RESOURCE_EXHAUSTED past
+  // kCollectionsPerAccountMax.
   virtual absl::Status CreateCollection(const CollectionRecord& collection) = 0;
   // NOT_FOUND when there is no such collection (of any account).
   virtual absl::StatusOr<CollectionRecord> GetCollection(
@@ -132,9 +133,11 @@ class Backend {
                                                  std::string_view device_id,
                                                  uint64_t token, int64_t now_ms,
                                                  int64_t ttl_ms) = 0;
-  // Frees the lease when `device_id` holds it with `token`; OK if already free.
+  // Frees the lease when `device_id` holds it with `token`; OK when it is free or
+  // expired; FAILED_PRECONDITION while another device or token holds it.
   virtual absl::Status ReleaseLease(std::string_view collection_id,
-                                    std::string_view device_id, uint64_t token) = 0;
+                                    std::string_view device_id, uint64_t token,
+                                    int64_t now_ms) = 0;
 
   // The log. Append is compare-and-append, in one transaction with these checks, in
   // this order: a stored tx_id returns its seq with duplicate=true; a lease held (not

@@ -184,10 +184,21 @@ TEST_P(BackendTest, LeasesFenceAppends) {
   auto renewed = backend_->RenewLease("c1", "d2", 2, 8000, 5000);
   ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(renewed->expires_ms, 13000);
-  ASSERT_TRUE(backend_->ReleaseLease("c1", "d2", 2).ok());
+  // Only the holder, with its token, frees a live lease.
+  EXPECT_TRUE(absl::IsFailedPrecondition(backend_->ReleaseLease("c1", "d1", 2, 8000)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(backend_->ReleaseLease("c1", "d2", 1, 8000)));
+  ASSERT_TRUE(backend_->ReleaseLease("c1", "d2", 2, 8000).ok());
+  EXPECT_TRUE(backend_->ReleaseLease("c1", "d2", 2, 8000).ok());  // already free
   auto again = backend_->AcquireLease("c1", "d1", 8001, 5000);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->fencing_token, 3u);
+  // With no live lease, a token that was never issued is refused too.
+  AppendRecord forged = MakeAppend("t3", 1);
+  forged.fencing_token = 99;
+  forged.now_ms = 20000;
+  EXPECT_TRUE(absl::IsFailedPrecondition(backend_->Append(forged).status()));
+  forged.fencing_token = 0;
+  EXPECT_TRUE(backend_->Append(forged).ok());
 }
 
 TEST_P(BackendTest, ConcurrentAppendsKeepTheLogLinear) {

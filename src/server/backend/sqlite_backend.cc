@@ -11,6 +11,7 @@
 #include "src/core/status_macros.h"
 #include "src/core/strings.h"
 #include "src/server/backend/backend.h"
+#include "src/server/backend/lease_rules.h"
 #include "src/sqlite/sqlite.h"
 
 namespace ferry::server {
@@ -184,13 +185,8 @@ class SqliteBackend final : public Backend {
   absl::Status CreateDevice(const DeviceRecord& d) override {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
-    FERRY_ASSIGN_OR_RETURN(
-        auto count, db_->Prepare("SELECT COUNT(*) FROM devices WHERE account_id = ?"));
-    count.BindText(1, d.account_id);
-    FERRY_ASSIGN_OR_RETURN(bool row, count.Step());
-    assert(row);
-    (void)row;
-    if (static_cast<size_t>(count.ColumnInt(0)) >= kDevicesPerAccountMax) {
+    FERRY_ASSIGN_OR_RETURN(int64_t count, CountOfAccount("devices", d.account_id));
+    if (static_cast<size_t>(count) >= kDevicesPerAccountMax) {
       return absl::ResourceExhaustedError(
           StrCat("an account has at most ", kDevicesPerAccountMax, " devices"));
     }
@@ -252,6 +248,12 @@ class SqliteBackend final : public Backend {
 
   absl::Status CreateCollection(const CollectionRecord& c) override {
     std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(int64_t count, CountOfAccount("collections", c.account_id));
+    if (static_cast<size_t>(count) >= kCollectionsPerAccountMax) {
+      return absl::ResourceExhaustedError(
+          StrCat("an account has at most ", kCollectionsPerAccountMax, " collections"));
+    }
     FERRY_ASSIGN_OR_RETURN(
         auto s, db_->Prepare(StrCat("INSERT INTO collections(", kCollectionColumns,
                                     ") VALUES(?,?,?,?,?,?)")));
@@ -261,7 +263,8 @@ class SqliteBackend final : public Backend {
     if (absl::IsAlreadyExists(status)) {
       return absl::AlreadyExistsError("a collection with this id exists");
     }
-    return status;
+    FERRY_RETURN_IF_ERROR(status);
+    return tx.Commit();
   }
 
   absl::StatusOr<CollectionRecord> GetCollection(
@@ -285,7 +288,7 @@ class SqliteBackend final : public Backend {
                                                "ORDER BY created_ms, collection_id")));
     s.BindText(1, account_id);
     std::vector<CollectionRecord> out;
-    for (;;) {
+    for (size_t i = 0; i <= kCollectionsPerAccountMax; ++i) {
       FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back(ReadCollection(s));
@@ -299,11 +302,7 @@ class SqliteBackend final : public Backend {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
     FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
-    if (!lease.device_id.empty() && lease.device_id != device_id &&
-        lease.expires_ms > now_ms) {
-      return absl::FailedPreconditionError(StrCat(
-          "the lease is held by device ", lease.device_id, " until ", lease.expires_ms));
-    }
+    FERRY_RETURN_IF_ERROR(CheckAcquire(lease, device_id, now_ms));
     lease.collection_id = std::string(collection_id);
     lease.device_id = std::string(device_id);
     lease.fencing_token += 1;
@@ -319,11 +318,7 @@ class SqliteBackend final : public Backend {
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
     FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
-    if (lease.device_id != device_id || lease.fencing_token != token ||
-        lease.expires_ms <= now_ms) {
-      return absl::FailedPreconditionError(
-          "the lease is not held with this fencing token");
-    }
+    FERRY_RETURN_IF_ERROR(CheckRenew(lease, device_id, token, now_ms));
     lease.expires_ms = now_ms + ttl_ms;
     FERRY_RETURN_IF_ERROR(WriteLease(lease));
     FERRY_RETURN_IF_ERROR(tx.Commit());
@@ -331,16 +326,16 @@ class SqliteBackend final : public Backend {
   }
 
   absl::Status ReleaseLease(std::string_view collection_id, std::string_view device_id,
-                            uint64_t token) override {
+                            uint64_t token, int64_t now_ms) override {
     std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(
-        auto s,
-        db_->Prepare("UPDATE leases SET device_id = '', expires_ms = 0"
-                     " WHERE collection_id = ? AND device_id = ? AND fencing_token = ?"));
-    return s.BindText(1, collection_id)
-        .BindText(2, device_id)
-        .Bind(3, static_cast<int64_t>(token))
-        .Run();
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(collection_id));
+    FERRY_ASSIGN_OR_RETURN(bool release, CheckRelease(lease, device_id, token, now_ms));
+    if (!release) return absl::OkStatus();
+    lease.device_id.clear();
+    lease.expires_ms = 0;
+    FERRY_RETURN_IF_ERROR(WriteLease(lease));
+    return tx.Commit();
   }
 
   absl::StatusOr<AppendResult> Append(const AppendRecord& a) override {
@@ -354,7 +349,7 @@ class SqliteBackend final : public Backend {
     if (seen) return AppendResult{static_cast<uint64_t>(dup.ColumnInt(0)), true};
 
     FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(a.collection_id));
-    FERRY_RETURN_IF_ERROR(CheckFencing(lease, a));
+    FERRY_RETURN_IF_ERROR(CheckAppendFencing(lease, a));
 
     FERRY_ASSIGN_OR_RETURN(uint64_t head, ReadHead(a.collection_id));
     if (a.base_seq != head) {
@@ -480,6 +475,16 @@ class SqliteBackend final : public Backend {
     return StrCat(ChunkDir(collection_id, id), "/", Hex(id));
   }
 
+  // Rows of `table` (a constant) that belong to `account_id`.
+  absl::StatusOr<int64_t> CountOfAccount(const char* table, std::string_view account_id) {
+    FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare(StrCat("SELECT COUNT(*) FROM ", table,
+                                                       " WHERE account_id = ?")));
+    s.BindText(1, account_id);
+    FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return absl::InternalError("COUNT returned no row");
+    return s.ColumnInt(0);
+  }
+
   absl::Status InsertDevice(const DeviceRecord& d) {
     FERRY_ASSIGN_OR_RETURN(auto s,
                            db_->Prepare(StrCat("INSERT INTO devices(", kDeviceColumns,
@@ -539,26 +544,6 @@ class SqliteBackend final : public Backend {
     return s.Bind(3, static_cast<int64_t>(lease.fencing_token))
         .Bind(4, lease.expires_ms)
         .Run();
-  }
-
-  // While a lease is live only its holder, with the current token, may append. A token
-  // older than the current one is refused even after the lease ran out: another device
-  // has held the collection since.
-  static absl::Status CheckFencing(const LeaseRecord& lease, const AppendRecord& a) {
-    bool live = !lease.device_id.empty() && lease.expires_ms > a.now_ms;
-    if (live && lease.device_id != a.device_id) {
-      return absl::FailedPreconditionError(
-          StrCat("collection is leased to device ", lease.device_id));
-    }
-    if (live && a.fencing_token != lease.fencing_token) {
-      return absl::FailedPreconditionError(
-          "stale fencing token: acquire the lease again");
-    }
-    if (a.fencing_token != 0 && a.fencing_token < lease.fencing_token) {
-      return absl::FailedPreconditionError(
-          "stale fencing token: acquire the lease again");
-    }
-    return absl::OkStatus();
   }
 
   absl::Status CheckChunksStored(std::string_view collection_id,

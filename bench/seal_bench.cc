@@ -1,0 +1,121 @@
+// Sealing costs: transactions, chunks, keyed hashes and key derivation.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+
+#include "src/seal/seal.h"
+
+namespace ferry::seal {
+namespace {
+
+// Text-like content (compresses) or random bytes (does not).
+std::string Content(size_t bytes, bool compressible) {
+  std::mt19937_64 random(42);
+  std::string out(bytes, '\0');
+  static constexpr char kWords[] = "the quick brown fox jumps over the lazy dog ";
+  for (size_t i = 0; i < bytes; ++i) {
+    out[i] = compressible ? kWords[(i + random() % 3) % (sizeof(kWords) - 1)]
+                          : static_cast<char>(random());
+  }
+  return out;
+}
+
+v1::Transaction MakeTransaction(int ops) {
+  v1::Transaction tx;
+  tx.set_tx_id(RandomBytes(kTxIdBytes));
+  tx.set_device_id(RandomId());
+  tx.set_base_seq(12345);
+  for (int i = 0; i < ops; ++i) {
+    v1::Item* item = tx.add_ops()->mutable_put()->mutable_item();
+    item->set_id("Documents/projects/report-" + std::to_string(i) + ".md");
+    v1::Field* f = item->add_fields();
+    f->set_name("content");
+    for (int c = 0; c < 4; ++c) {
+      v1::ChunkRef* ref = f->mutable_content()->add_chunks();
+      ref->set_id(RandomBytes(32));
+      ref->set_size(65536);
+    }
+    v1::Field* mode = item->add_fields();
+    mode->set_name("mode");
+    mode->set_bytes("0644");
+  }
+  return tx;
+}
+
+CollectionKey Key() {
+  Init();
+  return CollectionKey{SecretKey::Random(), 1};
+}
+
+void BM_SealTransaction(benchmark::State& state) {
+  CollectionKey key = Key();
+  v1::Transaction tx = MakeTransaction(static_cast<int>(state.range(0)));
+  size_t bytes = tx.ByteSizeLong();
+  for (auto _ : state) {
+    auto sealed = SealTransaction(key, "c", tx, {});
+    benchmark::DoNotOptimize(sealed);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+BENCHMARK(BM_SealTransaction)->Arg(1)->Arg(100)->Arg(1000);
+
+void BM_OpenTransaction(benchmark::State& state) {
+  CollectionKey key = Key();
+  v1::Transaction tx = MakeTransaction(static_cast<int>(state.range(0)));
+  std::string sealed = *SealTransaction(key, "c", tx, {});
+  for (auto _ : state) {
+    auto opened = OpenTransaction(key, "c", sealed);
+    benchmark::DoNotOptimize(opened);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tx.ByteSizeLong()));
+  state.counters["sealed_bytes"] = static_cast<double>(sealed.size());
+}
+BENCHMARK(BM_OpenTransaction)->Arg(1)->Arg(100)->Arg(1000);
+
+void BM_SealChunk(benchmark::State& state) {
+  CollectionKey key = Key();
+  ContentHasher hasher(key);
+  std::string content = Content(static_cast<size_t>(state.range(0)), state.range(1) != 0);
+  size_t sealed_bytes = 0;
+  for (auto _ : state) {
+    auto sealed = SealChunk(key, hasher, "c", content);
+    sealed_bytes = sealed->data.size();
+    benchmark::DoNotOptimize(sealed);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * content.size()));
+  state.counters["ratio"] = static_cast<double>(sealed_bytes) / content.size();
+}
+BENCHMARK(BM_SealChunk)->ArgsProduct({{64 << 10, 1 << 20}, {0, 1}});
+
+void BM_OpenChunk(benchmark::State& state) {
+  CollectionKey key = Key();
+  ContentHasher hasher(key);
+  std::string content = Content(static_cast<size_t>(state.range(0)), state.range(1) != 0);
+  SealedChunk sealed = *SealChunk(key, hasher, "c", content);
+  for (auto _ : state) {
+    auto opened = OpenChunk(key, hasher, "c", sealed.id, sealed.data);
+    benchmark::DoNotOptimize(opened);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * content.size()));
+}
+BENCHMARK(BM_OpenChunk)->ArgsProduct({{64 << 10, 1 << 20}, {0, 1}});
+
+void BM_ChunkId(benchmark::State& state) {
+  CollectionKey key = Key();
+  ContentHasher hasher(key);
+  std::string content = Content(static_cast<size_t>(state.range(0)), false);
+  for (auto _ : state) benchmark::DoNotOptimize(hasher.ChunkId(content));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * content.size()));
+}
+BENCHMARK(BM_ChunkId)->Arg(64 << 10)->Arg(1 << 20);
+
+void BM_DeriveAccountKeys(benchmark::State& state) {
+  Init();
+  KdfParams params = KdfParams::Moderate();
+  for (auto _ : state) benchmark::DoNotOptimize(DeriveAccountKeys("passphrase", params));
+}
+BENCHMARK(BM_DeriveAccountKeys)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace ferry::seal
