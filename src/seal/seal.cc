@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
+#include "src/core/strings.h"
 
 // Aborts, in every build type, when an internal invariant or a documented precondition
 // does not hold.
@@ -60,7 +62,6 @@ constexpr std::string_view kMetadataAadDomain{"ferry-collection-metadata-v1\0", 
 constexpr std::string_view kAuthKeyHashDomain{"ferry-auth-key-hash-v1\0", 23};
 constexpr std::string_view kTokenHashDomain{"ferry-token-hash-v1\0", 20};
 
-
 // Sealed chunk layout:
 //   [0]      version, 1
 //   [1]      compression, kCompressionNone or kCompressionZstd
@@ -76,19 +77,6 @@ static_assert(kChunkBytesMax <= UINT32_MAX);
 
 constexpr size_t kWrappedKeyBytes = kNonceBytes + kKeyBytes + kTagBytes;
 static_assert(kWrappedKeyBytes <= kWrappedKeyBytesMax);
-
-// Concatenates strings and integers for status messages. (absl::StrCat would do, but
-// this absl's string_view is not std::string_view.)
-void Append(std::string& out, std::string_view s) { out.append(s); }
-template <typename T>
-requires std::is_integral_v<T>
-void Append(std::string& out, T v) { out.append(std::to_string(v)); }
-template <typename... Args>
-std::string Cat(const Args&... args) {
-  std::string out;
-  (Append(out, args), ...);
-  return out;
-}
 
 const uint8_t* U8(std::string_view s) {
   return reinterpret_cast<const uint8_t*>(s.data());
@@ -148,7 +136,7 @@ absl::StatusOr<std::string> AeadOpen(const SecretKey& key, std::string_view aad,
           U8(plaintext), &pt_len, nullptr, U8(ciphertext), ciphertext.size(), U8(aad),
           aad.size(), U8(nonce), key.data()) != 0) {
     return absl::DataLossError(
-        Cat(what, " failed authentication (tampered or wrong key)"));
+        StrCat(what, " failed authentication (tampered or wrong key)"));
   }
   FERRY_SEAL_CHECK(pt_len == plaintext.size());
   return plaintext;
@@ -159,7 +147,7 @@ absl::StatusOr<std::string> AeadOpenJoined(const SecretKey& key, std::string_vie
                                            std::string_view sealed,
                                            std::string_view what) {
   if (sealed.size() < kNonceBytes + kTagBytes) {
-    return absl::InvalidArgumentError(Cat(what, " is too short"));
+    return absl::InvalidArgumentError(StrCat(what, " is too short"));
   }
   return AeadOpen(key, aad, sealed.substr(0, kNonceBytes), sealed.substr(kNonceBytes),
                   what);
@@ -183,21 +171,21 @@ absl::StatusOr<std::string> DecompressBounded(std::string_view frame, size_t dec
   FERRY_SEAL_CHECK(declared <= max);
   unsigned long long frame_size = ZSTD_getFrameContentSize(frame.data(), frame.size());
   if (frame_size == ZSTD_CONTENTSIZE_ERROR) {
-    return absl::DataLossError(Cat(what, " payload is not a zstd frame"));
+    return absl::DataLossError(StrCat(what, " payload is not a zstd frame"));
   }
   if (frame_size != ZSTD_CONTENTSIZE_UNKNOWN && frame_size != declared) {
-    return absl::DataLossError(Cat(what, " zstd frame declares ", frame_size,
-                                   " bytes but the header declares ", declared));
+    return absl::DataLossError(StrCat(what, " zstd frame declares ", frame_size,
+                                      " bytes but the header declares ", declared));
   }
   std::string out(declared, '\0');
   size_t n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
   if (ZSTD_isError(n)) {
-    return absl::DataLossError(Cat(what, " zstd decompression into the declared ",
-                                   declared, " bytes failed: ", ZSTD_getErrorName(n)));
+    return absl::DataLossError(StrCat(what, " zstd decompression into the declared ",
+                                      declared, " bytes failed: ", ZSTD_getErrorName(n)));
   }
   if (n != declared) {
-    return absl::DataLossError(
-        Cat(what, " decompressed to ", n, " bytes but the header declares ", declared));
+    return absl::DataLossError(StrCat(what, " decompressed to ", n,
+                                      " bytes but the header declares ", declared));
   }
   return out;
 }
@@ -211,8 +199,8 @@ absl::StatusOr<std::string> DecodePayload(uint32_t compression, std::string payl
   }
   FERRY_SEAL_CHECK(compression == kCompressionNone);
   if (payload.size() != declared) {
-    return absl::DataLossError(Cat(what, " holds ", payload.size(),
-                                   " bytes but the header declares ", declared));
+    return absl::DataLossError(StrCat(what, " holds ", payload.size(),
+                                      " bytes but the header declares ", declared));
   }
   return payload;
 }
@@ -233,31 +221,32 @@ uint32_t ReadLe32(std::string_view s) {
 }
 
 std::string WrapAad(std::string_view collection_id, uint32_t epoch) {
-  std::string aad = Cat(kWrapAadDomain, collection_id);
+  std::string aad = StrCat(kWrapAadDomain, collection_id);
   AppendLe32(aad, epoch);
   return aad;
 }
 
 std::string MetadataAad(std::string_view collection_id) {
-  return Cat(kMetadataAadDomain, collection_id);
+  return StrCat(kMetadataAadDomain, collection_id);
 }
 
 std::string ChunkAad(std::string_view collection_id, std::string_view id,
                      std::string_view header) {
   FERRY_SEAL_CHECK(id.size() == kChunkIdBytes);
   FERRY_SEAL_CHECK(header.size() == kChunkHeaderBytes);
-  return Cat(kChunkAadDomain, collection_id, std::string_view("\0", 1), id, header);
+  return StrCat(kChunkAadDomain, collection_id, std::string_view("\0", 1), id, header);
 }
 
 absl::Status CheckChunkIds(const std::vector<std::string>& chunk_ids) {
   if (chunk_ids.size() > kEnvelopeChunkIdsMax) {
-    return absl::InvalidArgumentError(Cat("transaction references ", chunk_ids.size(),
-                                          " chunks, more than ", kEnvelopeChunkIdsMax));
+    return absl::InvalidArgumentError(StrCat("transaction references ", chunk_ids.size(),
+                                             " chunks, more than ",
+                                             kEnvelopeChunkIdsMax));
   }
   for (const std::string& id : chunk_ids) {
     if (id.size() != kChunkIdBytes) {
       return absl::InvalidArgumentError(
-          Cat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
+          StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
     }
   }
   return absl::OkStatus();
@@ -266,19 +255,21 @@ absl::Status CheckChunkIds(const std::vector<std::string>& chunk_ids) {
 absl::Status CheckTransactionForSeal(const v1::Transaction& tx) {
   if (tx.tx_id().size() != kTxIdBytes) {
     return absl::InvalidArgumentError(
-        Cat("tx_id of ", tx.tx_id().size(), " bytes, want ", kTxIdBytes));
+        StrCat("tx_id of ", tx.tx_id().size(), " bytes, want ", kTxIdBytes));
   }
   if (static_cast<size_t>(tx.ops_size()) > kTransactionOpsMax) {
-    return absl::InvalidArgumentError(
-        Cat("transaction has ", tx.ops_size(), " ops, more than ", kTransactionOpsMax));
+    return absl::InvalidArgumentError(StrCat("transaction has ", tx.ops_size(),
+                                             " ops, more than ", kTransactionOpsMax));
   }
   if (tx.ByteSizeLong() > kTransactionBytesMax) {
-    return absl::InvalidArgumentError(Cat("transaction is ", tx.ByteSizeLong(),
-                                          " bytes, more than ", kTransactionBytesMax));
+    return absl::InvalidArgumentError(StrCat("transaction is ", tx.ByteSizeLong(),
+                                             " bytes, more than ", kTransactionBytesMax));
   }
   return absl::OkStatus();
 }
 
+// The header lists `chunk_ids` and then every chunk the ops reference that is not
+// among them, each once.
 v1::EnvelopeHeader MakeHeader(const CollectionKey& key, std::string_view collection_id,
                               const v1::Transaction& tx, uint32_t compression,
                               size_t plaintext_bytes,
@@ -293,40 +284,61 @@ v1::EnvelopeHeader MakeHeader(const CollectionKey& key, std::string_view collect
   header.set_tx_id(tx.tx_id());
   header.set_device_id(tx.device_id());
   header.set_base_seq(tx.base_seq());
-  for (const std::string& id : chunk_ids) header.add_chunk_ids(id);
+  std::set<std::string_view> listed;
+  for (const std::string& id : chunk_ids) {
+    if (listed.insert(id).second) header.add_chunk_ids(id);
+  }
+  const std::vector<std::string> referenced = ReferencedChunkIds(tx);
+  for (const std::string& id : referenced) {
+    if (listed.insert(id).second) header.add_chunk_ids(id);
+  }
   return header;
+}
+
+// An opened transaction may reference only chunks its header lists: the server checked
+// that those are stored before it accepted the envelope.
+absl::Status CheckReferencesListed(const v1::EnvelopeHeader& header,
+                                   const v1::Transaction& tx) {
+  std::set<std::string_view> listed(header.chunk_ids().begin(), header.chunk_ids().end());
+  for (const std::string& id : ReferencedChunkIds(tx)) {
+    if (!listed.contains(id)) {
+      return absl::DataLossError(
+          "transaction references a chunk its header does not list");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckHeader(const v1::EnvelopeHeader& h) {
   if (h.format() != kEnvelopeFormat) {
-    return absl::InvalidArgumentError(Cat("unknown envelope format ", h.format()));
+    return absl::InvalidArgumentError(StrCat("unknown envelope format ", h.format()));
   }
   if (h.aead() != kAeadXChaCha20Poly1305) {
-    return absl::InvalidArgumentError(Cat("unknown envelope aead ", h.aead()));
+    return absl::InvalidArgumentError(StrCat("unknown envelope aead ", h.aead()));
   }
   if (!KnownCompression(h.compression())) {
     return absl::InvalidArgumentError(
-        Cat("unknown envelope compression ", h.compression()));
+        StrCat("unknown envelope compression ", h.compression()));
   }
   if (h.plaintext_bytes() > kTransactionBytesMax) {
-    return absl::InvalidArgumentError(Cat("envelope declares ", h.plaintext_bytes(),
-                                          " plaintext bytes, more than ",
-                                          kTransactionBytesMax));
+    return absl::InvalidArgumentError(StrCat("envelope declares ", h.plaintext_bytes(),
+                                             " plaintext bytes, more than ",
+                                             kTransactionBytesMax));
   }
   if (static_cast<size_t>(h.chunk_ids_size()) > kEnvelopeChunkIdsMax) {
-    return absl::InvalidArgumentError(Cat("envelope lists ", h.chunk_ids_size(),
-                                          " chunk ids, more than ",
-                                          kEnvelopeChunkIdsMax));
+    return absl::InvalidArgumentError(StrCat("envelope lists ", h.chunk_ids_size(),
+                                             " chunk ids, more than ",
+                                             kEnvelopeChunkIdsMax));
   }
   for (const std::string& id : h.chunk_ids()) {
     if (id.size() != kChunkIdBytes) {
       return absl::InvalidArgumentError(
-          Cat("envelope lists a chunk id of ", id.size(), " bytes"));
+          StrCat("envelope lists a chunk id of ", id.size(), " bytes"));
     }
   }
   if (h.tx_id().size() != kTxIdBytes) {
     return absl::InvalidArgumentError(
-        Cat("envelope tx_id of ", h.tx_id().size(), " bytes, want ", kTxIdBytes));
+        StrCat("envelope tx_id of ", h.tx_id().size(), " bytes, want ", kTxIdBytes));
   }
   if (h.collection_id().empty()) {
     return absl::InvalidArgumentError("envelope has an empty collection id");
@@ -337,8 +349,8 @@ absl::Status CheckHeader(const v1::EnvelopeHeader& h) {
 absl::Status CheckOpenedTransaction(const v1::EnvelopeHeader& h,
                                     const v1::Transaction& tx) {
   if (static_cast<size_t>(tx.ops_size()) > kTransactionOpsMax) {
-    return absl::InvalidArgumentError(
-        Cat("transaction has ", tx.ops_size(), " ops, more than ", kTransactionOpsMax));
+    return absl::InvalidArgumentError(StrCat("transaction has ", tx.ops_size(),
+                                             " ops, more than ", kTransactionOpsMax));
   }
   if (tx.tx_id() != h.tx_id() || tx.device_id() != h.device_id() ||
       tx.base_seq() != h.base_seq()) {
@@ -350,23 +362,23 @@ absl::Status CheckOpenedTransaction(const v1::EnvelopeHeader& h,
 
 absl::Status CheckKdfParams(const KdfParams& p) {
   if (p.alg != kKdfArgon2id13) {
-    return absl::InvalidArgumentError(Cat("unknown kdf algorithm ", p.alg));
+    return absl::InvalidArgumentError(StrCat("unknown kdf algorithm ", p.alg));
   }
   if (p.salt.size() != kSaltBytes) {
     return absl::InvalidArgumentError(
-        Cat("kdf salt of ", p.salt.size(), " bytes, want ", kSaltBytes));
+        StrCat("kdf salt of ", p.salt.size(), " bytes, want ", kSaltBytes));
   }
   if (p.ops_limit < crypto_pwhash_argon2id_OPSLIMIT_MIN ||
       p.ops_limit > kKdfOpsLimitMax) {
-    return absl::InvalidArgumentError(Cat("kdf ops limit ", p.ops_limit, " outside [",
-                                          crypto_pwhash_argon2id_OPSLIMIT_MIN, ", ",
-                                          kKdfOpsLimitMax, "]"));
+    return absl::InvalidArgumentError(StrCat("kdf ops limit ", p.ops_limit, " outside [",
+                                             crypto_pwhash_argon2id_OPSLIMIT_MIN, ", ",
+                                             kKdfOpsLimitMax, "]"));
   }
   if (p.mem_limit_bytes < crypto_pwhash_argon2id_MEMLIMIT_MIN ||
       p.mem_limit_bytes > kKdfMemLimitBytesMax) {
     return absl::InvalidArgumentError(
-        Cat("kdf memory limit ", p.mem_limit_bytes, " outside [",
-            crypto_pwhash_argon2id_MEMLIMIT_MIN, ", ", kKdfMemLimitBytesMax, "]"));
+        StrCat("kdf memory limit ", p.mem_limit_bytes, " outside [",
+               crypto_pwhash_argon2id_MEMLIMIT_MIN, ", ", kKdfMemLimitBytesMax, "]"));
   }
   return absl::OkStatus();
 }
@@ -522,7 +534,7 @@ absl::StatusOr<CollectionKey> UnwrapCollectionKey(const SecretKey& master_key,
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (wrapped.size() != kWrappedKeyBytes) {
     return absl::InvalidArgumentError(
-        Cat("wrapped key of ", wrapped.size(), " bytes, want ", kWrappedKeyBytes));
+        StrCat("wrapped key of ", wrapped.size(), " bytes, want ", kWrappedKeyBytes));
   }
   FERRY_ASSIGN_OR_RETURN(
       std::string raw, AeadOpenJoined(master_key, WrapAad(collection_id, epoch), wrapped,
@@ -538,7 +550,7 @@ absl::StatusOr<std::string> SealMetadata(const SecretKey& master_key,
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (plaintext.size() > kCollectionMetadataBytesMax - kNonceBytes - kTagBytes) {
     return absl::InvalidArgumentError(
-        Cat("collection metadata of ", plaintext.size(), " bytes is too large"));
+        StrCat("collection metadata of ", plaintext.size(), " bytes is too large"));
   }
   return AeadSeal(master_key, MetadataAad(collection_id), plaintext);
 }
@@ -549,7 +561,7 @@ absl::StatusOr<std::string> OpenMetadata(const SecretKey& master_key,
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (sealed.size() > kCollectionMetadataBytesMax) {
     return absl::InvalidArgumentError(
-        Cat("sealed metadata of ", sealed.size(), " bytes is too large"));
+        StrCat("sealed metadata of ", sealed.size(), " bytes is too large"));
   }
   return AeadOpenJoined(master_key, MetadataAad(collection_id), sealed,
                         "collection metadata");
@@ -573,6 +585,27 @@ std::string ContentHasher::ContentDigest(std::string_view plaintext) const {
 // The payload is sealed with the collection key itself; the AAD (the exact header
 // bytes, which start with the format field) cannot be mistaken for a chunk's AAD.
 
+std::vector<std::string> ReferencedChunkIds(const v1::Transaction& tx) {
+  std::vector<std::string> ids;
+  auto add_content = [&ids](const v1::Field& field) {
+    if (!field.has_content()) return;
+    for (const v1::ChunkRef& ref : field.content().chunks()) ids.push_back(ref.id());
+  };
+  for (const v1::Op& op : tx.ops()) {
+    if (op.has_put()) {
+      for (const v1::Field& f : op.put().item().fields()) add_content(f);
+    } else if (op.has_patch()) {
+      for (const v1::Field& f : op.patch().set()) add_content(f);
+      for (const v1::ContentPatch& p : op.patch().splice()) {
+        for (const v1::Splice& splice : p.splices()) {
+          for (const v1::ChunkRef& ref : splice.insert()) ids.push_back(ref.id());
+        }
+      }
+    }
+  }
+  return ids;
+}
+
 absl::StatusOr<std::string> SealTransaction(const CollectionKey& key,
                                             std::string_view collection_id,
                                             const v1::Transaction& tx,
@@ -584,6 +617,7 @@ absl::StatusOr<std::string> SealTransaction(const CollectionKey& key,
   auto [compression, payload] = MaybeCompress(plaintext);
   v1::EnvelopeHeader header =
       MakeHeader(key, collection_id, tx, compression, plaintext.size(), chunk_ids);
+  FERRY_RETURN_IF_ERROR(CheckHeader(header));  // as the store will check it
   v1::Envelope envelope;
   envelope.set_header(header.SerializeAsString());
   std::string sealed = AeadSeal(key.key, envelope.header(), payload);
@@ -591,8 +625,8 @@ absl::StatusOr<std::string> SealTransaction(const CollectionKey& key,
   envelope.set_ciphertext(sealed.substr(kNonceBytes));
   std::string out = envelope.SerializeAsString();
   if (out.size() > kEnvelopeBytesMax) {
-    return absl::InvalidArgumentError(
-        Cat("sealed envelope is ", out.size(), " bytes, more than ", kEnvelopeBytesMax));
+    return absl::InvalidArgumentError(StrCat("sealed envelope is ", out.size(),
+                                             " bytes, more than ", kEnvelopeBytesMax));
   }
   return out;
 }
@@ -600,8 +634,8 @@ absl::StatusOr<std::string> SealTransaction(const CollectionKey& key,
 absl::StatusOr<v1::EnvelopeHeader> DecodeEnvelope(std::string_view envelope_bytes,
                                                   v1::Envelope* envelope) {
   if (envelope_bytes.size() > kEnvelopeBytesMax) {
-    return absl::InvalidArgumentError(Cat("envelope is ", envelope_bytes.size(),
-                                          " bytes, more than ", kEnvelopeBytesMax));
+    return absl::InvalidArgumentError(StrCat("envelope is ", envelope_bytes.size(),
+                                             " bytes, more than ", kEnvelopeBytesMax));
   }
   v1::Envelope local;
   if (envelope == nullptr) envelope = &local;
@@ -615,8 +649,8 @@ absl::StatusOr<v1::EnvelopeHeader> DecodeEnvelope(std::string_view envelope_byte
   }
   FERRY_RETURN_IF_ERROR(CheckHeader(header));
   if (envelope->nonce().size() != kNonceBytes) {
-    return absl::InvalidArgumentError(Cat("envelope nonce of ", envelope->nonce().size(),
-                                          " bytes, want ", kNonceBytes));
+    return absl::InvalidArgumentError(StrCat(
+        "envelope nonce of ", envelope->nonce().size(), " bytes, want ", kNonceBytes));
   }
   if (envelope->ciphertext().size() < kTagBytes) {
     return absl::InvalidArgumentError("envelope ciphertext is shorter than its tag");
@@ -634,8 +668,8 @@ absl::StatusOr<v1::Transaction> OpenTransaction(const CollectionKey& key,
     return absl::PermissionDeniedError("envelope belongs to another collection");
   }
   if (header.key_epoch() != key.epoch) {
-    return absl::FailedPreconditionError(
-        Cat("envelope sealed with key epoch ", header.key_epoch(), ", have ", key.epoch));
+    return absl::FailedPreconditionError(StrCat(
+        "envelope sealed with key epoch ", header.key_epoch(), ", have ", key.epoch));
   }
   FERRY_ASSIGN_OR_RETURN(std::string payload,
                          AeadOpen(key.key, envelope.header(), envelope.nonce(),
@@ -649,6 +683,7 @@ absl::StatusOr<v1::Transaction> OpenTransaction(const CollectionKey& key,
     return absl::DataLossError("envelope payload is not a transaction");
   }
   FERRY_RETURN_IF_ERROR(CheckOpenedTransaction(header, tx));
+  FERRY_RETURN_IF_ERROR(CheckReferencesListed(header, tx));
   return tx;
 }
 
@@ -661,7 +696,7 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (plaintext.size() > kChunkBytesMax) {
     return absl::InvalidArgumentError(
-        Cat("chunk of ", plaintext.size(), " bytes, more than ", kChunkBytesMax));
+        StrCat("chunk of ", plaintext.size(), " bytes, more than ", kChunkBytesMax));
   }
   SealedChunk chunk;
   chunk.id = hasher.ChunkId(plaintext);
@@ -683,11 +718,11 @@ absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (id.size() != kChunkIdBytes) {
     return absl::InvalidArgumentError(
-        Cat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
+        StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
   }
   if (sealed.size() > kSealedChunkBytesMax) {
-    return absl::InvalidArgumentError(Cat("sealed chunk of ", sealed.size(),
-                                          " bytes, more than ", kSealedChunkBytesMax));
+    return absl::InvalidArgumentError(StrCat("sealed chunk of ", sealed.size(),
+                                             " bytes, more than ", kSealedChunkBytesMax));
   }
   if (sealed.size() < kChunkPrefixBytes + kTagBytes) {
     return absl::InvalidArgumentError("sealed chunk is too short");
@@ -697,14 +732,14 @@ absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
   uint8_t compression = static_cast<uint8_t>(header[1]);
   uint32_t declared = ReadLe32(header.substr(2));
   if (version != kChunkVersion) {
-    return absl::InvalidArgumentError(Cat("unknown chunk version ", version));
+    return absl::InvalidArgumentError(StrCat("unknown chunk version ", version));
   }
   if (!KnownCompression(compression)) {
-    return absl::InvalidArgumentError(Cat("unknown chunk compression ", compression));
+    return absl::InvalidArgumentError(StrCat("unknown chunk compression ", compression));
   }
   if (declared > kChunkBytesMax) {
     return absl::InvalidArgumentError(
-        Cat("chunk declares ", declared, " bytes, more than ", kChunkBytesMax));
+        StrCat("chunk declares ", declared, " bytes, more than ", kChunkBytesMax));
   }
   FERRY_ASSIGN_OR_RETURN(std::string payload,
                          AeadOpen(key.key, ChunkAad(collection_id, id, header),

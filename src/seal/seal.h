@@ -127,9 +127,15 @@ class ContentHasher {
   SecretKey digest_key_;
 };
 
+// Every chunk id the ops of `tx` reference: the chunks of whole contents (put, patch
+// set) and the chunks spliced in. Chunks a splice keeps from the base are not listed:
+// the store has them from an earlier transaction.
+std::vector<std::string> ReferencedChunkIds(const v1::Transaction& tx);
+
 // Seals `tx` for `collection_id`. The header copies tx_id, device_id and base_seq from
-// the transaction and lists `chunk_ids` (every chunk the ops reference). Returns a
-// serialized Envelope. Fails with INVALID_ARGUMENT when a limit is exceeded.
+// the transaction and lists `chunk_ids` plus every chunk the ops reference
+// (ReferencedChunkIds), each once; the store refuses the envelope unless all are
+// stored. Returns a serialized Envelope. INVALID_ARGUMENT when a limit is exceeded.
 absl::StatusOr<std::string> SealTransaction(const CollectionKey& key,
                                             std::string_view collection_id,
                                             const v1::Transaction& tx,
@@ -142,8 +148,11 @@ absl::StatusOr<v1::EnvelopeHeader> DecodeEnvelope(std::string_view envelope_byte
 
 // Opens an envelope sealed for `collection_id`: decodes, authenticates header and
 // payload, decompresses no more than the declared size, parses, and checks that the
-// transaction agrees with the header. Tampering, a wrong key or another collection
-// gives DATA_LOSS or PERMISSION_DENIED with a message that says which.
+// transaction agrees with the header (ids, base, every referenced chunk listed).
+// Errors say which check failed: INVALID_ARGUMENT for an envelope that does not
+// decode or exceeds a limit, PERMISSION_DENIED for another collection's envelope,
+// FAILED_PRECONDITION for another key epoch, DATA_LOSS for failed authentication or
+// a payload that disagrees with its header.
 absl::StatusOr<v1::Transaction> OpenTransaction(const CollectionKey& key,
                                                 std::string_view collection_id,
                                                 std::string_view envelope_bytes);

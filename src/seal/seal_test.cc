@@ -81,6 +81,7 @@ v1::EnvelopeHeader HeaderFor(const v1::Transaction& tx, std::string_view collect
   h.set_tx_id(tx.tx_id());
   h.set_device_id(tx.device_id());
   h.set_base_seq(tx.base_seq());
+  for (const std::string& id : ReferencedChunkIds(tx)) h.add_chunk_ids(id);
   return h;
 }
 
@@ -366,6 +367,41 @@ TEST_F(SealTest, TransactionDisagreeingWithHeaderRejected) {
         OpenTransaction(key_, cid_, HandSeal(key_.key, h, plain));
     EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss) << opened.status();
   }
+}
+
+TEST_F(SealTest, HeaderListsEveryReferencedChunk) {
+  v1::Transaction tx;
+  tx.set_tx_id(RandomBytes(kTxIdBytes));
+  tx.set_device_id("device");
+  std::string a(kChunkIdBytes, 'a'), b(kChunkIdBytes, 'b'), c(kChunkIdBytes, 'c');
+  v1::Field* content = tx.add_ops()->mutable_put()->mutable_item()->add_fields();
+  content->set_name("content");
+  for (const std::string* id : {&a, &b, &a}) {
+    content->mutable_content()->add_chunks()->set_id(*id);
+  }
+  v1::Splice* splice = tx.add_ops()->mutable_patch()->add_splice()->add_splices();
+  splice->add_insert()->set_id(c);
+  EXPECT_EQ(ReferencedChunkIds(tx), (std::vector<std::string>{a, b, a, c}));
+
+  absl::StatusOr<std::string> sealed = SealTransaction(key_, cid_, tx, {b});
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  absl::StatusOr<v1::EnvelopeHeader> header = DecodeEnvelope(*sealed, nullptr);
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(
+      std::vector<std::string>(header->chunk_ids().begin(), header->chunk_ids().end()),
+      (std::vector<std::string>{b, a, c}));
+  EXPECT_TRUE(OpenTransaction(key_, cid_, *sealed).ok());
+
+  // A key holder that leaves a referenced chunk out of the header is caught on open.
+  std::string plain = tx.SerializeAsString();
+  v1::EnvelopeHeader partial =
+      HeaderFor(tx, cid_, key_.epoch, kCompressionNone, plain.size());
+  partial.clear_chunk_ids();
+  partial.add_chunk_ids(a);
+  partial.add_chunk_ids(b);
+  absl::StatusOr<v1::Transaction> opened =
+      OpenTransaction(key_, cid_, HandSeal(key_.key, partial, plain));
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss) << opened.status();
 }
 
 TEST_F(SealTest, TooManyOpsRejected) {
