@@ -1,6 +1,7 @@
 // The ferry and ferryd programs as a person uses them.
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 
@@ -93,12 +94,49 @@ TEST_F(CliTest, PutAndLogThroughTheRealServices) {
   ASSERT_EQ(Ferry("laptop", {"collection", "create", "Notes"}).exit_code, 0);
   CommandResult put = Ferry("phone", {"put", "Notes", "note-1", "title=groceries"});
   ASSERT_EQ(put.exit_code, 0) << put.err;
-  CommandResult log = Ferry("laptop", {"log", "Notes"});
+  CommandResult log = Ferry("laptop", {"log", "Notes", "--verbose"});
   ASSERT_EQ(log.exit_code, 0) << log.err;
   EXPECT_NE(log.out.find("put note-1 title=groceries"), std::string::npos) << log.out;
   CommandResult list = Ferry("phone", {"collections"});
   EXPECT_NE(list.out.find("Notes"), std::string::npos) << list.out;
   EXPECT_NE(list.out.find("head 1"), std::string::npos) << list.out;
+}
+
+TEST_F(CliTest, AddSyncStatusConflictsAndExitCodes) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  ASSERT_EQ(Login("phone", "login", "phone").exit_code, 0);
+  std::string a = dir_ / "a-docs", b = dir_ / "b-docs";
+  CommandResult added = Ferry("laptop", {"add", "Docs", "--path", a});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  ASSERT_EQ(Ferry("phone", {"add", "Docs", "--path", b}).exit_code, 0);
+  // The same folder or name twice is refused.
+  EXPECT_EQ(Ferry("laptop", {"add", "Other", "--path", a}).exit_code, 1);
+  for (int i = 0; i < 12; ++i) std::ofstream(a + "/f" + std::to_string(i)) << "x" << i;
+  CommandResult pushed = Ferry("laptop", {"sync"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  EXPECT_NE(pushed.out.find("pushed 12 items"), std::string::npos) << pushed.out;
+  CommandResult pulled = Ferry("phone", {"sync", "Docs"});
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
+  EXPECT_NE(pulled.out.find("pulled 12 items"), std::string::npos) << pulled.out;
+
+  std::ofstream(a + "/f1") << "laptop";
+  std::ofstream(b + "/f1") << "phone";
+  ASSERT_EQ(Ferry("laptop", {"sync"}).exit_code, 0);
+  CommandResult conflicted = Ferry("phone", {"sync"});
+  EXPECT_EQ(conflicted.exit_code, 4) << conflicted.out << conflicted.err;
+  CommandResult conflicts = Ferry("phone", {"conflicts"});
+  EXPECT_NE(conflicts.out.find("edit/edit  f1 -> f1.conflict-"), std::string::npos)
+      << conflicts.out;
+  CommandResult status = Ferry("phone", {"status", "--json"});
+  ASSERT_EQ(status.exit_code, 0);
+  EXPECT_NE(status.out.find("\"conflicts\": 1"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("\"name\": \"Docs\""), std::string::npos) << status.out;
+
+  for (int i = 0; i < 12; ++i) std::filesystem::remove(a + "/f" + std::to_string(i));
+  CommandResult guarded = Ferry("laptop", {"sync"});
+  EXPECT_EQ(guarded.exit_code, 3) << guarded.err;
+  EXPECT_NE(guarded.err.find("--allow-mass-delete"), std::string::npos) << guarded.err;
+  EXPECT_EQ(Ferry("laptop", {"sync", "Nope"}).exit_code, 1);
 }
 
 TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "src/client/collections.h"
 #include "src/client/device.h"
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
@@ -80,9 +81,177 @@ std::string FormatMs(int64_t ms) {
                           absl::UTCTimeZone());
 }
 
+// Exit codes (also in `ferry --help` and README.md):
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;      // anything else: the message says what
+constexpr int kExitUsage = 2;      // bad flags or arguments (CLI11)
+constexpr int kExitGuard = 3;      // the mass-deletion guard stopped a sync
+constexpr int kExitConflicts = 4;  // sync done, with new conflicts (both sides kept)
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "ferry: %s\n", std::string(status.message()).c_str());
-  return 1;
+  return kExitError;
+}
+
+std::string Bytes(uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(n);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), unit == 0 ? "%.0f %s" : "%.1f %s", value,
+                units[unit]);
+  return text;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof(esc), "\\u%04x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+absl::StatusOr<std::vector<ferry::client::LocalCollection>> Selected(
+    const std::string& home, const std::string& name) {
+  FERRY_ASSIGN_OR_RETURN(auto all, ferry::client::ListLocalCollections(home));
+  if (name.empty()) return all;
+  for (auto& c : all) {
+    if (c.name == name) return std::vector<ferry::client::LocalCollection>{c};
+  }
+  return absl::NotFoundError(StrCat("this device does not sync '", name,
+                                    "': add it with `ferry add ", name, " --path DIR`"));
+}
+
+int RunAdd(const std::string& home, const std::string& name, const std::string& kind,
+           const std::string& path) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto local = ferry::client::AddCollection(**device, name, kind, path);
+  if (!local.ok()) return Fail(local.status());
+  std::printf("syncing collection %s (%s) with %s; run `ferry sync` to sync now\n",
+              name.c_str(), kind.c_str(), local->root.c_str());
+  return kExitOk;
+}
+
+void PrintProgress(const std::string& name, const ferry::SyncReport& r) {
+  std::fprintf(stderr, "\r%s: pushed %llu items, %s up; pulled %llu items, %s down   ",
+               name.c_str(), static_cast<unsigned long long>(r.pushed_items),
+               Bytes(r.pushed_bytes).c_str(),
+               static_cast<unsigned long long>(r.pulled_items),
+               Bytes(r.pulled_bytes).c_str());
+}
+
+int RunSync(const std::string& home, const std::string& name, bool allow_mass_delete) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto selected = Selected(home, name);
+  if (!selected.ok()) return Fail(selected.status());
+  if (selected->empty()) {
+    std::fprintf(stderr, "ferry: nothing to sync: add a collection with `ferry add`\n");
+    return kExitError;
+  }
+  int exit_code = kExitOk;
+  bool tty = ::isatty(2) != 0;
+  for (const auto& local : *selected) {
+    ferry::SyncOptions options;
+    options.allow_mass_delete = allow_mass_delete;
+    if (tty)
+      options.progress = [&](const ferry::SyncReport& r) {
+        PrintProgress(local.name, r);
+      };
+    auto report = ferry::client::SyncCollection(**device, local, options);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (!report.ok()) {
+      std::fprintf(stderr, "ferry: %s: %s\n", local.name.c_str(),
+                   std::string(report.status().message()).c_str());
+      exit_code =
+          absl::IsFailedPrecondition(report.status()) &&
+                  report.status().message().find("allow-mass-delete") != std::string::npos
+              ? kExitGuard
+              : kExitError;
+      continue;
+    }
+    std::printf(
+        "%s: pulled %llu items (%s), pushed %llu items (%s), %llu conflicts, at seq "
+        "%llu\n",
+        local.name.c_str(), static_cast<unsigned long long>(report->pulled_items),
+        Bytes(report->pulled_bytes).c_str(),
+        static_cast<unsigned long long>(report->pushed_items),
+        Bytes(report->pushed_bytes).c_str(),
+        static_cast<unsigned long long>(report->conflicts),
+        static_cast<unsigned long long>(report->head_seq));
+    for (const auto& [what, why] : report->skipped) {
+      std::printf("  skipped %s: %s\n", what.c_str(), why.c_str());
+    }
+    if (report->conflicts > 0 && exit_code == kExitOk) exit_code = kExitConflicts;
+  }
+  return exit_code;
+}
+
+int RunStatus(const std::string& home, bool json) {
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto all = ferry::client::ListLocalCollections(home);
+  if (!all.ok()) return Fail(all.status());
+  if (json)
+    std::printf("{\"device\": %s, \"collections\": [",
+                JsonString((*device)->state().device_id).c_str());
+  bool first = true;
+  for (const auto& local : *all) {
+    auto status = ferry::client::GetLocalStatus(local);
+    if (!status.ok()) return Fail(status.status());
+    auto head = (*device)->client().Head(local.collection_id);
+    uint64_t head_seq = head.ok() ? *head : 0;
+    if (json) {
+      std::printf(
+          "%s{\"name\": %s, \"kind\": %s, \"root\": %s, \"items\": %zu, "
+          "\"synced_seq\": %llu, \"head_seq\": %llu, \"push_pending\": %s, "
+          "\"conflicts\": %zu}",
+          first ? "" : ", ", JsonString(local.name).c_str(),
+          JsonString(local.kind).c_str(), JsonString(local.root).c_str(), status->items,
+          static_cast<unsigned long long>(status->cursor),
+          static_cast<unsigned long long>(head_seq),
+          status->push_pending ? "true" : "false", status->conflicts);
+    } else {
+      std::printf(
+          "%-16s %-8s %s\n  %zu items, synced to seq %llu of %llu%s, %zu conflicts\n",
+          local.name.c_str(), local.kind.c_str(), local.root.c_str(), status->items,
+          static_cast<unsigned long long>(status->cursor),
+          static_cast<unsigned long long>(head_seq),
+          status->push_pending ? ", a push to retry" : "", status->conflicts);
+    }
+    first = false;
+  }
+  if (json) std::printf("]}\n");
+  return kExitOk;
+}
+
+int RunConflicts(const std::string& home) {
+  auto all = ferry::client::ListLocalCollections(home);
+  if (!all.ok()) return Fail(all.status());
+  for (const auto& local : *all) {
+    auto conflicts = ferry::client::ListConflicts(local);
+    if (!conflicts.ok()) return Fail(conflicts.status());
+    for (const auto& c : *conflicts) {
+      std::printf("%s  %s  %s  %s%s%s: %s\n", FormatMs(c.time_ms).c_str(),
+                  local.name.c_str(), c.kind.c_str(), c.item_id.c_str(),
+                  c.kept_as.empty() ? "" : " -> ", c.kept_as.c_str(), c.detail.c_str());
+    }
+  }
+  return kExitOk;
 }
 
 struct LoginFlags {
@@ -247,7 +416,7 @@ void PrintOp(const ferry::v1::Op& op) {
   }
 }
 
-int RunLog(const std::string& home, const std::string& collection) {
+int RunLog(const std::string& home, const std::string& collection, bool verbose) {
   auto device = Device::Open(home);
   if (!device.ok()) return Fail(device.status());
   auto info = (*device)->FindCollection(collection);
@@ -255,11 +424,17 @@ int RunLog(const std::string& home, const std::string& collection) {
   auto log = (*device)->ReadLog(*info, 0);
   if (!log.ok()) return Fail(log.status());
   for (const auto& [seq, tx] : *log) {
-    std::printf("seq %llu  device %s  base %llu  %s\n",
-                static_cast<unsigned long long>(seq), tx.device_id().c_str(),
-                static_cast<unsigned long long>(tx.base_seq()),
-                FormatMs(static_cast<int64_t>(tx.hlc_time() >> 16)).c_str());
-    for (const auto& op : tx.ops()) PrintOp(op);
+    int counts[5] = {};
+    for (const auto& op : tx.ops()) counts[op.op_case()] += 1;
+    std::printf("seq %llu  %s  device %s  %d put, %d patch, %d delete, %d move\n",
+                static_cast<unsigned long long>(seq),
+                FormatMs(static_cast<int64_t>(tx.hlc_time() >> 16)).c_str(),
+                tx.device_id().c_str(), counts[ferry::v1::Op::kPut],
+                counts[ferry::v1::Op::kPatch], counts[ferry::v1::Op::kDelete],
+                counts[ferry::v1::Op::kMove]);
+    if (verbose) {
+      for (const auto& op : tx.ops()) PrintOp(op);
+    }
   }
   return 0;
 }
@@ -269,7 +444,11 @@ int RunLog(const std::string& home, const std::string& collection) {
 int main(int argc, char** argv) {
   CLI::App app{
       "ferry keeps your files, contacts and calendars the same on all your devices,\n"
-      "through a ferryd server that stores only encrypted differences.",
+      "through a ferryd server that stores only encrypted differences.\n\n"
+      "Exit codes: 0 done; 1 error (the message says what); 2 bad usage;\n"
+      "3 the mass-deletion guard stopped a sync; 4 synced, with new conflicts (both "
+      "sides\n"
+      "kept: see `ferry conflicts`).",
       "ferry"};
   app.require_subcommand(1);
   std::string home = ferry::client::DefaultHome();
@@ -324,9 +503,37 @@ int main(int argc, char** argv) {
   put->add_option("FIELDS", put_fields, "NAME=VALUE fields");
 
   std::string log_collection;
+  bool log_verbose = false;
   CLI::App* log =
       app.add_subcommand("log", "print a collection's transactions, decrypted");
   log->add_option("COLLECTION", log_collection, "collection name")->required();
+  log->add_flag("-v,--verbose", log_verbose, "print every op too");
+
+  std::string add_name, add_kind = "files", add_path;
+  CLI::App* add = app.add_subcommand(
+      "add",
+      "sync a collection with local data: creates NAME, or joins it when it exists");
+  add->add_option("NAME", add_name, "collection name")->required();
+  add->add_option("--kind", add_kind, "kind of data")
+      ->check(CLI::IsMember({"files"}))
+      ->capture_default_str();
+  add->add_option("--path", add_path, "the folder (created when missing)")->required();
+
+  std::string sync_name;
+  bool allow_mass_delete = false;
+  CLI::App* sync = app.add_subcommand("sync", "sync every added collection, or NAME");
+  sync->add_option("NAME", sync_name, "only this collection");
+  sync->add_flag("--allow-mass-delete", allow_mass_delete,
+                 "push deletions even when the data is gone, emptied, or more than half "
+                 "of it would be deleted");
+
+  bool status_json = false;
+  CLI::App* status = app.add_subcommand("status", "what this device syncs, and how far");
+  status->add_flag("--json", status_json, "print JSON");
+
+  CLI::App* conflicts = app.add_subcommand(
+      "conflicts",
+      "the conflict log: what both sides changed, and where the other is kept");
 
   try {
     app.parse(argc, argv);
@@ -342,6 +549,10 @@ int main(int argc, char** argv) {
     return RunCollectionCreate(home, collection_name, collection_kind);
   if (*collections) return RunCollections(home);
   if (*put) return RunPut(home, put_collection, put_item, put_fields);
-  if (*log) return RunLog(home, log_collection);
+  if (*log) return RunLog(home, log_collection, log_verbose);
+  if (*add) return RunAdd(home, add_name, add_kind, add_path);
+  if (*sync) return RunSync(home, sync_name, allow_mass_delete);
+  if (*status) return RunStatus(home, status_json);
+  if (*conflicts) return RunConflicts(home);
   return 2;
 }

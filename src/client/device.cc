@@ -118,7 +118,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Open(const std::string& home) {
   connect.token = loaded.first.token;
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<net::Client> client,
                          net::Client::Connect(connect));
-  return std::unique_ptr<Device>(new Device(std::move(loaded.first), std::move(client)));
+  return std::unique_ptr<Device>(
+      new Device(home, std::move(loaded.first), std::move(client)));
 }
 
 absl::StatusOr<std::unique_ptr<Device>> Device::CreateAccount(
@@ -142,7 +143,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::CreateAccount(
   DeviceState state = StateFromLogin(options, response, keys);
   FERRY_RETURN_IF_ERROR(SaveHome(options.home, state, client->server_cert_pem()));
   client->set_token(state.token);
-  return std::unique_ptr<Device>(new Device(std::move(state), std::move(client)));
+  return std::unique_ptr<Device>(
+      new Device(options.home, std::move(state), std::move(client)));
 }
 
 absl::StatusOr<std::unique_ptr<Device>> Device::Login(const LoginOptions& options) {
@@ -165,7 +167,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Login(const LoginOptions& option
   DeviceState state = StateFromLogin(options, response, keys);
   FERRY_RETURN_IF_ERROR(SaveHome(options.home, state, client->server_cert_pem()));
   client->set_token(state.token);
-  return std::unique_ptr<Device>(new Device(std::move(state), std::move(client)));
+  return std::unique_ptr<Device>(
+      new Device(options.home, std::move(state), std::move(client)));
 }
 
 absl::StatusOr<CollectionInfo> Device::CreateCollection(const std::string& name,

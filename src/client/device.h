@@ -60,6 +60,8 @@ class Device {
   static absl::StatusOr<std::unique_ptr<Device>> Login(const LoginOptions& options);
 
   const DeviceState& state() const { return state_; }
+  // The folder this device's state lives in.
+  const std::string& home() const { return home_; }
   net::Client& client() { return *client_; }
 
   // Creates collection `name` of `kind` with a fresh key. ALREADY_EXISTS when the
@@ -80,9 +82,10 @@ class Device {
       const CollectionInfo& collection, uint64_t after_seq);
 
  private:
-  Device(DeviceState state, std::unique_ptr<net::Client> client)
-      : state_(std::move(state)), client_(std::move(client)) {}
+  Device(std::string home, DeviceState state, std::unique_ptr<net::Client> client)
+      : home_(std::move(home)), state_(std::move(state)), client_(std::move(client)) {}
 
+  std::string home_;
   DeviceState state_;
   std::unique_ptr<net::Client> client_;
 };

@@ -1,0 +1,108 @@
+// The data interface of the sync engine for one kind of data. A connector reads the
+// application's data (a folder, a folder of vCards) into items of the universal
+// format and writes items back. The engine owns everything else: the shadow, merging,
+// sealing and the network.
+//
+// A connector is used by one engine at a time, from one thread, except where a method
+// says otherwise.
+#ifndef FERRY_CONNECTOR_H_
+#define FERRY_CONNECTOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/ferry/v1/change.pb.h"
+
+namespace ferry {
+
+// What a scan found locally for one item: its universal form and the connector's
+// stamp of the local object (files: size, mtime, inode, mode), stored in the shadow
+// so the next scan can skip unchanged objects without reading them.
+struct LocalItem {
+  v1::Item item;
+  std::string stamp;
+};
+
+struct ScanResult {
+  std::map<std::string, LocalItem> items;  // by id
+  // Objects that could not become items, with the reason (invalid names, unreadable
+  // files, malformed records). They are reported, never deleted or overwritten.
+  std::vector<std::pair<std::string, std::string>> skipped;
+  uint64_t bytes_read = 0;  // content read and hashed (unchanged objects cost nothing)
+};
+
+// Supplies chunk plaintext to a connector that writes content. The engine resolves
+// each chunk from local data when it can (any item holding it) and downloads the
+// rest. Thread-compatible.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  // The plaintext of each ref, in order. At most kChunkIdsPerRequestMax refs per call.
+  virtual absl::StatusOr<std::vector<std::string>> Fetch(
+      const std::vector<v1::ChunkRef>& refs) = 0;
+};
+
+class Connector {
+ public:
+  virtual ~Connector() = default;
+
+  // A stable name ("files/1"), saved in the device state and checked on every sync,
+  // so a collection is never read by the wrong connector.
+  virtual std::string_view Name() const = 0;
+
+  // False when the application's data is not there at all (an unmounted disk, a
+  // deleted folder): the engine then never reads the absence as deletions.
+  virtual bool DataPresent() = 0;
+
+  // Lists the current local items. `synced` and `stamps` are the shadow's items and
+  // stamps: an object whose stamp equals its stamp in `stamps` is taken from `synced`
+  // without reading it.
+  virtual absl::StatusOr<ScanResult> Scan(
+      const std::map<std::string, v1::Item>& synced,
+      const std::map<std::string, std::string>& stamps) = 0;
+
+  // Calls `sink` with every chunk of content field `field` of local item `item`, in
+  // order, reading the local data again. FAILED_PRECONDITION when the data no longer
+  // matches the item (it changed since the scan).
+  virtual absl::Status ReadContent(
+      const v1::Item& item, const std::string& field,
+      const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) = 0;
+
+  // Reads `size` bytes at `offset` of content field `field` of the local object `id`
+  // (a chunk the engine expects there). Any error means "not available locally".
+  virtual absl::StatusOr<std::string> ReadRange(const std::string& id,
+                                                const std::string& field, uint64_t offset,
+                                                uint32_t size) = 0;
+
+  // Makes the local object `id` be `after` (nullptr: delete it). `expected_stamp` is
+  // the stamp the engine last saw for it ("" = expected absent); when the local object
+  // no longer matches it, nothing is changed and the result is ABORTED (the engine
+  // treats that as a conflict, never as an overwrite). Returns the new stamp ("" after
+  // a delete).
+  virtual absl::StatusOr<std::string> Apply(const std::string& id,
+                                            const std::string& expected_stamp,
+                                            const v1::Item* after,
+                                            ChunkSource* chunks) = 0;
+
+  // Renames the local object `from` (expected to match `from_stamp`) to `to` (expected
+  // absent). ABORTED as for Apply. Returns the new stamp of `to`.
+  virtual absl::StatusOr<std::string> Move(const std::string& from,
+                                           const std::string& from_stamp,
+                                           const std::string& to) = 0;
+
+  // A free id beside `id` for a conflict copy of it made by `device` at `time_ms`.
+  virtual std::string ConflictCopyId(const std::string& id, const std::string& device,
+                                     int64_t time_ms) = 0;
+
+  // Local edit time of an item, for "the later edit wins" (files: mtime), in ms.
+  virtual int64_t EditTimeMs(const v1::Item& item) = 0;
+};
+
+}  // namespace ferry
+
+#endif  // FERRY_CONNECTOR_H_

@@ -1,0 +1,85 @@
+// The sync engine: one collection, one device. A Sync() runs the cycle
+//   scan -> pull -> merge -> apply -> push
+// against the device's shadow (the last synced state) and the collection's log on
+// ferryd. Every step can be interrupted at any point and rerun; the result is the same.
+#ifndef FERRY_ENGINE_H_
+#define FERRY_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "include/ferry/connector.h"
+
+namespace ferry {
+
+namespace net {
+class Client;
+}
+namespace seal {
+struct CollectionKey;
+}
+namespace engine {
+class ShadowStore;
+}
+
+// Time and randomness, replaceable for tests and the simulation.
+class Env {
+ public:
+  virtual ~Env() = default;
+  virtual int64_t NowMs() = 0;
+  virtual std::string RandomBytes(size_t n) = 0;
+  // The process-wide real environment.
+  static Env* Default();
+};
+
+struct SyncOptions {
+  // Deletions are pushed even when the data is gone or emptied, or a scan would
+  // delete more than `mass_delete_fraction` of the items.
+  bool allow_mass_delete = false;
+  double mass_delete_fraction = 0.5;
+  // Hold the collection's lease while merging and pushing, so that devices take turns.
+  bool use_lease = true;
+  uint32_t lease_ttl_ms = 60000;
+  // Called now and then with what has been done so far (from the syncing thread).
+  std::function<void(const struct SyncReport&)> progress;
+};
+
+struct SyncReport {
+  uint64_t pulled_transactions = 0;
+  uint64_t pulled_items = 0;  // local objects written, moved or deleted
+  uint64_t pulled_bytes = 0;  // chunk bytes downloaded (sealed)
+  uint64_t pushed_transactions = 0;
+  uint64_t pushed_items = 0;  // ops appended
+  uint64_t pushed_bytes = 0;  // chunk bytes uploaded (sealed) + envelopes
+  uint64_t uploaded_chunks = 0;
+  uint64_t downloaded_chunks = 0;
+  uint64_t local_chunks = 0;  // chunks taken from local data instead of downloaded
+  uint64_t conflicts = 0;
+  uint64_t scanned_items = 0;
+  uint64_t scanned_bytes = 0;  // content read by the scan
+  uint64_t head_seq = 0;
+  std::vector<std::pair<std::string, std::string>> skipped;  // (object, reason)
+  std::vector<std::string> deferred;  // items changed during the sync: next sync
+};
+
+struct EngineConfig {
+  std::string collection_id;
+  std::string device_id;
+  const seal::CollectionKey* key = nullptr;
+  net::Client* client = nullptr;
+  Connector* connector = nullptr;
+  engine::ShadowStore* shadow = nullptr;
+  Env* env = nullptr;  // nullptr: Env::Default()
+};
+
+// Runs one sync of one collection. FAILED_PRECONDITION when the mass-deletion guard
+// holds (the message says why), or the shadow belongs to another connector.
+absl::StatusOr<SyncReport> Sync(const EngineConfig& config, const SyncOptions& options);
+
+}  // namespace ferry
+
+#endif  // FERRY_ENGINE_H_

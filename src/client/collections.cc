@@ -1,0 +1,164 @@
+#include "src/client/collections.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include <memory>
+
+#include "src/connectors/files/files_connector.h"
+#include "src/core/file_util.h"
+#include "src/core/status_macros.h"
+#include "src/core/strings.h"
+#include "src/engine/shadow_store.h"
+
+namespace ferry::client {
+namespace {
+
+constexpr char kCollectionsDir[] = "/collections";
+constexpr size_t kLocalCollectionsMax = 10000;
+
+std::string StatePath(const std::string& home, const std::string& collection_id) {
+  return StrCat(home, kCollectionsDir, "/", collection_id, "/shadow.db");
+}
+
+absl::StatusOr<std::string> AbsolutePath(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof(cwd)) == nullptr) return ErrnoStatus(errno, "getcwd", ".");
+  return StrCat(cwd, "/", path);
+}
+
+absl::StatusOr<LocalCollection> ReadLocal(const std::string& state_path) {
+  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(state_path));
+  LocalCollection local;
+  local.state_path = state_path;
+  FERRY_ASSIGN_OR_RETURN(local.collection_id, shadow->Setting("collection_id"));
+  FERRY_ASSIGN_OR_RETURN(local.name, shadow->Setting("name"));
+  FERRY_ASSIGN_OR_RETURN(local.kind, shadow->Setting("kind"));
+  FERRY_ASSIGN_OR_RETURN(local.root, shadow->Setting("root"));
+  if (local.collection_id.empty() || local.name.empty()) {
+    return absl::DataLossError(
+        StrCat(state_path, " does not say which collection it is"));
+  }
+  return local;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LocalCollection>> ListLocalCollections(
+    const std::string& home) {
+  std::vector<LocalCollection> out;
+  std::string dir = home + kCollectionsDir;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return out;
+    return ErrnoStatus(errno, "opendir", dir);
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(d, &::closedir);
+  for (struct dirent* entry; (entry = ::readdir(d)) != nullptr;) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (out.size() >= kLocalCollectionsMax) break;
+    std::string state = StatePath(home, name);
+    if (!FileExists(state)) continue;
+    FERRY_ASSIGN_OR_RETURN(LocalCollection local, ReadLocal(state));
+    out.push_back(std::move(local));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+absl::StatusOr<LocalCollection> AddCollection(Device& device, const std::string& name,
+                                              const std::string& kind,
+                                              const std::string& root) {
+  if (kind != "files") {
+    return absl::UnimplementedError(StrCat("kind '", kind, "' is not supported yet"));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::string path, AbsolutePath(root));
+  std::string home = device.home();
+  FERRY_ASSIGN_OR_RETURN(std::vector<LocalCollection> existing,
+                         ListLocalCollections(home));
+  for (const LocalCollection& c : existing) {
+    if (c.name == name) {
+      return absl::FailedPreconditionError(
+          StrCat("this device already syncs '", name, "' with ", c.root));
+    }
+    if (c.root == path) {
+      return absl::FailedPreconditionError(
+          StrCat(path, " is already synced as collection '", c.name, "'"));
+    }
+  }
+  absl::StatusOr<CollectionInfo> info = device.FindCollection(name);
+  if (absl::IsNotFound(info.status())) info = device.CreateCollection(name, kind);
+  FERRY_RETURN_IF_ERROR(info.status());
+  if (info->kind != kind) {
+    return absl::FailedPreconditionError(
+        StrCat("collection '", name, "' holds ", info->kind, ", not ", kind));
+  }
+  FERRY_RETURN_IF_ERROR(MakeDirs(path, 0755));
+  LocalCollection local;
+  local.collection_id = info->collection_id;
+  local.name = name;
+  local.kind = kind;
+  local.root = path;
+  local.state_path = StatePath(home, info->collection_id);
+  FERRY_RETURN_IF_ERROR(
+      MakeDirs(StrCat(home, kCollectionsDir, "/", info->collection_id), 0700));
+  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
+  engine::ShadowUpdate update;
+  update.settings = {{"collection_id", local.collection_id},
+                     {"name", name},
+                     {"kind", kind},
+                     {"root", path}};
+  FERRY_RETURN_IF_ERROR(shadow->Commit(update));
+  return local;
+}
+
+absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection& local,
+                                          const SyncOptions& options) {
+  FERRY_ASSIGN_OR_RETURN(CollectionInfo info, device.FindCollection(local.name));
+  if (info.collection_id != local.collection_id) {
+    return absl::FailedPreconditionError(StrCat(
+        "collection '", local.name, "' on the server is not the one this device added"));
+  }
+  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
+  seal::ContentHasher hasher(info.key);
+  files::FilesOptions files_options;
+  files_options.root = local.root;
+  files::FilesConnector connector(files_options, &hasher, files::ChunkerSeed(hasher));
+  EngineConfig config;
+  config.collection_id = local.collection_id;
+  config.device_id = device.state().device_id;
+  config.key = &info.key;
+  config.client = &device.client();
+  config.connector = &connector;
+  config.shadow = shadow.get();
+  return Sync(config, options);
+}
+
+absl::StatusOr<std::vector<ConflictView>> ListConflicts(const LocalCollection& local) {
+  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
+  FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> records,
+                         shadow->Conflicts());
+  std::vector<ConflictView> out;
+  for (const auto& r : records)
+    out.push_back({r.time_ms, r.item_id, r.kind, r.kept_as, r.detail});
+  return out;
+}
+
+absl::StatusOr<LocalStatus> GetLocalStatus(const LocalCollection& local) {
+  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
+  LocalStatus status;
+  FERRY_ASSIGN_OR_RETURN(status.cursor, shadow->Cursor());
+  FERRY_ASSIGN_OR_RETURN(status.items, shadow->ItemCount());
+  FERRY_ASSIGN_OR_RETURN(std::string intent, shadow->Intent());
+  status.push_pending = !intent.empty();
+  FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> conflicts,
+                         shadow->Conflicts());
+  status.conflicts = conflicts.size();
+  return status;
+}
+
+}  // namespace ferry::client

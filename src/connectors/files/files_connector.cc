@@ -1,0 +1,475 @@
+#include "src/connectors/files/files_connector.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <ctime>
+#include <mutex>
+#include <thread>
+
+#include "src/connectors/files/ignore.h"
+#include "src/connectors/files/path_rules.h"
+#include "src/connectors/files/root_dir.h"
+#include "src/core/file_util.h"
+#include "src/core/limits.h"
+#include "src/core/status_macros.h"
+#include "src/core/strings.h"
+#include "src/engine/items.h"
+
+namespace ferry::files {
+namespace {
+
+// Field names of a file item (docs/formats/files.md).
+constexpr char kType[] = "type";
+constexpr char kMode[] = "mode";
+constexpr char kMtime[] = "mtime_ns";
+constexpr char kContent[] = "content";
+constexpr char kTarget[] = "target";
+constexpr char kIgnoreFile[] = ".ferryignore";
+constexpr size_t kIgnoreFileBytesMax = 1u << 20;
+// Chunks fetched per window while a file is written: bounds memory per file.
+constexpr size_t kWriteWindowChunksMax = 64;
+constexpr uint64_t kWriteWindowBytesMax = 16u << 20;
+// Conflict copies tried per item before giving up on a free name.
+constexpr int kConflictNameAttemptsMax = 100;
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string TypeName(FileStat::Type type) {
+  switch (type) {
+    case FileStat::kFile:
+      return "file";
+    case FileStat::kDir:
+      return "dir";
+    case FileStat::kSymlink:
+      return "symlink";
+    case FileStat::kOther:
+      break;
+  }
+  return "other";
+}
+
+std::string EncodeStamp(const FileStat& s) {
+  return StrCat(TypeName(s.type), ":", s.size, ":", s.mtime_ns, ":", s.inode, ":",
+                s.mode);
+}
+
+// The FileStat a stamp encodes; nullopt for "" or a damaged stamp.
+std::optional<FileStat> DecodeStamp(std::string_view stamp) {
+  FileStat s;
+  char type[16] = {};
+  unsigned long long size = 0, inode = 0;
+  long long mtime = 0;
+  unsigned mode = 0;
+  std::string text(stamp);
+  if (std::sscanf(text.c_str(), "%15[a-z]:%llu:%lld:%llu:%u", type, &size, &mtime, &inode,
+                  &mode) != 5) {
+    return std::nullopt;
+  }
+  std::string t = type;
+  s.type = t == "file"      ? FileStat::kFile
+           : t == "dir"     ? FileStat::kDir
+           : t == "symlink" ? FileStat::kSymlink
+                            : FileStat::kOther;
+  s.size = size;
+  s.mtime_ns = mtime;
+  s.inode = inode;
+  s.mode = mode;
+  return s;
+}
+
+RootDir::Expect ExpectFromStamp(const std::string& stamp) {
+  RootDir::Expect expect;
+  if (stamp.empty()) {
+    expect.must_be_absent = true;
+  } else {
+    expect.unchanged = DecodeStamp(stamp);
+  }
+  return expect;
+}
+
+v1::Item BaseItem(const std::string& id, const FileStat& stat) {
+  v1::Item item;
+  item.set_id(id);
+  engine::SetBytesField(&item, kType, TypeName(stat.type));
+  engine::SetBytesField(&item, kMode, StrCat(stat.mode & 07777));
+  return item;
+}
+
+uint32_t ModeOf(const v1::Item& item, uint32_t fallback) {
+  std::string text = engine::BytesField(item, kMode);
+  if (text.empty() || text.size() > 5) return fallback;
+  uint32_t mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return fallback;
+    mode = mode * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return mode & 07777;
+}
+
+int64_t MtimeOf(const v1::Item& item) {
+  std::string text = engine::BytesField(item, kMtime);
+  int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return 0;
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+std::string FormatUtc(int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm;
+  gmtime_r(&seconds, &tm);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y%m%d-%H%M%S", &tm);
+  return text;
+}
+
+}  // namespace
+
+std::string ChunkerSeed(const seal::ContentHasher& hasher) {
+  return hasher.ContentDigest("ferry files connector: chunker seed v1");
+}
+
+FilesConnector::FilesConnector(FilesOptions options, const seal::ContentHasher* hasher,
+                               std::string_view chunker_seed)
+    : options_(std::move(options)),
+      hasher_(hasher),
+      chunker_(chunk::ChunkerParams::Default(), chunker_seed) {}
+
+FilesConnector::~FilesConnector() = default;
+
+absl::StatusOr<RootDir*> FilesConnector::Root() {
+  if (root_ == nullptr) {
+    FERRY_ASSIGN_OR_RETURN(root_, RootDir::Open(options_.root));
+  }
+  return root_.get();
+}
+
+bool FilesConnector::DataPresent() {
+  root_.reset();  // the folder may have been replaced or unmounted since
+  return Root().ok();
+}
+
+// Chunks and hashes one file. The stat is taken again afterwards: a file that changed
+// while it was read gives FAILED_PRECONDITION.
+absl::StatusOr<v1::Item> FilesConnector::HashFile(const std::string& id,
+                                                  FileStat stat) const {
+  FERRY_ASSIGN_OR_RETURN(int raw_fd, root_->OpenForRead(id));
+  Fd fd(raw_fd);
+  v1::Item item = BaseItem(id, stat);
+  engine::SetBytesField(&item, kMtime, StrCat(stat.mtime_ns));
+  v1::Field content;
+  content.set_name(kContent);
+  v1::ContentRef* ref = content.mutable_content();
+  std::string ids;
+  FERRY_ASSIGN_OR_RETURN(
+      uint64_t size, chunk::ChunkFile(fd.get(), chunker_, [&](std::string_view chunk) {
+        v1::ChunkRef* c = ref->add_chunks();
+        c->set_id(hasher_->ChunkId(chunk));
+        c->set_size(static_cast<uint32_t>(chunk.size()));
+        ids += c->id();
+        return absl::OkStatus();
+      }));
+  ref->set_size(size);
+  ref->set_digest(hasher_->ContentDigest(ids));
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> after, root_->Stat(id));
+  if (!after.has_value() || !SameFile(*after, stat) || size != stat.size) {
+    return absl::FailedPreconditionError(StrCat(id, " changed while it was read"));
+  }
+  engine::SetField(&item, std::move(content));
+  return item;
+}
+
+absl::StatusOr<IgnoreRules> FilesConnector::LoadIgnoreRules() {
+  IgnoreRules rules = IgnoreRules::BuiltIn();
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root_->Stat(kIgnoreFile));
+  if (!stat.has_value() || stat->type != FileStat::kFile) return rules;
+  FERRY_ASSIGN_OR_RETURN(int raw_fd, root_->OpenForRead(kIgnoreFile));
+  Fd fd(raw_fd);
+  std::string text;
+  char buffer[8192];
+  for (ssize_t n; (n = ::read(fd.get(), buffer, sizeof(buffer))) > 0;) {
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kIgnoreFileBytesMax) {
+      return absl::FailedPreconditionError(".ferryignore is larger than 1 MiB");
+    }
+  }
+  absl::StatusOr<IgnoreRules> user = IgnoreRules::Parse(text);
+  if (!user.ok()) {
+    return absl::FailedPreconditionError(
+        StrCat(".ferryignore: ", std::string(user.status().message())));
+  }
+  return IgnoreRules::Combine(rules, *user);
+}
+
+absl::Status FilesConnector::CheckNotIgnored(const std::string& id, bool is_dir) const {
+  size_t start = 0;
+  while (start <= id.size()) {
+    size_t slash = id.find('/', start);
+    std::string_view name = std::string_view(id).substr(
+        start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (RootDir::IsTempName(name)) {
+      return absl::FailedPreconditionError(StrCat(id, ": a name ferry keeps for itself"));
+    }
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  if (rules_.Matches(id, is_dir)) {
+    return absl::FailedPreconditionError(StrCat(id, " is ignored on this device"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ScanResult> FilesConnector::Scan(
+    const std::map<std::string, v1::Item>& synced,
+    const std::map<std::string, std::string>& stamps) {
+  ScanResult result;
+  root_.reset();
+  absl::StatusOr<RootDir*> root = Root();
+  if (!root.ok()) return result;  // DataPresent() says why; nothing is there to list
+
+  FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
+  const IgnoreRules& rules = rules_;
+
+  std::vector<std::pair<std::string, FileStat>> to_hash;
+  FERRY_RETURN_IF_ERROR(root_->Walk(
+      [&](const std::string& path, const FileStat& stat) {
+        std::string_view name = path;
+        if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
+          name = name.substr(slash + 1);
+        }
+        if (RootDir::IsTempName(name)) return;
+        if (rules.Matches(path, stat.type == FileStat::kDir)) return;
+        if (stat.type == FileStat::kOther) {
+          result.skipped.emplace_back(path, "not a file, directory or symbolic link");
+          return;
+        }
+        std::string stamp = EncodeStamp(stat);
+        auto old = stamps.find(path);
+        auto item = synced.find(path);
+        if (old != stamps.end() && old->second == stamp && item != synced.end()) {
+          result.items[path] = LocalItem{item->second, stamp};
+          return;
+        }
+        if (stat.type == FileStat::kFile) {
+          to_hash.emplace_back(path, stat);
+          return;
+        }
+        v1::Item fresh = BaseItem(path, stat);
+        if (stat.type == FileStat::kSymlink) {
+          absl::StatusOr<std::string> target = root_->ReadLink(path);
+          if (!target.ok()) {
+            result.skipped.emplace_back(path, std::string(target.status().message()));
+            return;
+          }
+          engine::SetBytesField(&fresh, kTarget, *target);
+          engine::SetBytesField(&fresh, kMode, "0");  // a link's own mode means nothing
+        }
+        result.items[path] = LocalItem{std::move(fresh), stamp};
+      },
+      [&](const std::string& path, const std::string& why) {
+        result.skipped.emplace_back(path, why);
+      },
+      options_.entries_max));
+
+  // Changed files are read and hashed on every core.
+  std::vector<absl::StatusOr<v1::Item>> hashed(to_hash.size(), absl::UnknownError(""));
+  std::atomic<size_t> next{0};
+  int threads = options_.hash_threads > 0
+                    ? options_.hash_threads
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  threads =
+      static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), to_hash.size()));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (size_t i = next++; i < to_hash.size(); i = next++) {
+        hashed[i] = HashFile(to_hash[i].first, to_hash[i].second);
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  for (size_t i = 0; i < to_hash.size(); ++i) {
+    const std::string& path = to_hash[i].first;
+    if (hashed[i].ok()) {
+      result.bytes_read += to_hash[i].second.size;
+      result.items[path] =
+          LocalItem{*std::move(hashed[i]), EncodeStamp(to_hash[i].second)};
+      continue;
+    }
+    // A file being written or unreadable now: its synced version stands for it this
+    // time (so it is not taken for deleted), and the next scan reads it again.
+    auto item = synced.find(path);
+    if (item != synced.end()) result.items[path] = LocalItem{item->second, ""};
+    result.skipped.emplace_back(path, std::string(hashed[i].status().message()));
+  }
+  return result;
+}
+
+absl::Status FilesConnector::ReadContent(
+    const v1::Item& item, const std::string& field,
+    const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) {
+  FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
+  const v1::Field* content = engine::FindField(item, field);
+  if (content == nullptr || !content->has_content()) {
+    return absl::InvalidArgumentError(StrCat(item.id(), " has no content field ", field));
+  }
+  FERRY_ASSIGN_OR_RETURN(int raw_fd, root->OpenForRead(item.id()));
+  Fd fd(raw_fd);
+  int index = 0;
+  const v1::ContentRef& ref = content->content();
+  FERRY_ASSIGN_OR_RETURN(
+      uint64_t size, chunk::ChunkFile(fd.get(), chunker_, [&](std::string_view chunk) {
+        if (index >= ref.chunks_size() ||
+            hasher_->ChunkId(chunk) != ref.chunks(index).id()) {
+          return absl::FailedPreconditionError(
+              StrCat(item.id(), " changed since the scan"));
+        }
+        return sink(ref.chunks(index++), chunk);
+      }));
+  if (index != ref.chunks_size() || size != ref.size()) {
+    return absl::FailedPreconditionError(StrCat(item.id(), " changed since the scan"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FilesConnector::ReadRange(const std::string& id,
+                                                      const std::string& field,
+                                                      uint64_t offset, uint32_t size) {
+  if (field != kContent) return absl::NotFoundError("not a file content field");
+  FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
+  FERRY_ASSIGN_OR_RETURN(int raw_fd, root->OpenForRead(id));
+  Fd fd(raw_fd);
+  std::string data(size, '\0');
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd.get(), data.data() + done, size - done,
+                        static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::NotFoundError(StrCat(id, ": short read"));
+    done += static_cast<size_t>(n);
+  }
+  return data;
+}
+
+absl::Status FilesConnector::WriteContent(int fd, const v1::ContentRef& content,
+                                          ChunkSource* chunks) const {
+  int next = 0;
+  while (next < content.chunks_size()) {
+    std::vector<v1::ChunkRef> window;
+    uint64_t bytes = 0;
+    while (next < content.chunks_size() && window.size() < kWriteWindowChunksMax &&
+           (window.empty() || bytes < kWriteWindowBytesMax)) {
+      bytes += content.chunks(next).size();
+      window.push_back(content.chunks(next++));
+    }
+    FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, chunks->Fetch(window));
+    for (const std::string& piece : data) {
+      size_t written = 0;
+      while (written < piece.size()) {
+        ssize_t n = ::write(fd, piece.data() + written, piece.size() - written);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoStatus(errno, "write", "a temporary file");
+        written += static_cast<size_t>(n);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
+                                                  const std::string& expected_stamp,
+                                                  const v1::Item* after,
+                                                  ChunkSource* chunks) {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(id));
+  FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
+  RootDir::Expect expect = ExpectFromStamp(expected_stamp);
+  if (after != nullptr) {
+    FERRY_RETURN_IF_ERROR(
+        CheckNotIgnored(id, engine::BytesField(*after, kType) == "dir"));
+  }
+  if (after == nullptr) {
+    FERRY_RETURN_IF_ERROR(root->Remove(id, expect));
+    return std::string();
+  }
+  std::string type = engine::BytesField(*after, kType);
+  if (type == "dir") {
+    std::optional<FileStat> now = expect.unchanged;
+    if (now.has_value() && now->type != FileStat::kDir) {
+      FERRY_RETURN_IF_ERROR(root->Remove(id, expect));  // a file becomes a directory
+    }
+    FERRY_RETURN_IF_ERROR(root->MakeDir(id, ModeOf(*after, 0755)));
+  } else if (type == "symlink") {
+    FERRY_RETURN_IF_ERROR(
+        root->ReplaceSymlink(id, engine::BytesField(*after, kTarget), expect));
+  } else if (type == "file") {
+    const v1::Field* content = engine::FindField(*after, kContent);
+    if (content == nullptr || !content->has_content()) {
+      return absl::DataLossError(StrCat("file item ", id, " has no content"));
+    }
+    FERRY_RETURN_IF_ERROR(root->ReplaceFile(
+        id, [&](int fd) { return WriteContent(fd, content->content(), chunks); },
+        ModeOf(*after, 0644), MtimeOf(*after), expect));
+  } else {
+    return absl::DataLossError(StrCat("item ", id, " has unknown type '", type, "'"));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root->Stat(id));
+  if (!stat.has_value())
+    return absl::AbortedError(StrCat(id, " vanished after it was written"));
+  return EncodeStamp(*stat);
+}
+
+absl::StatusOr<std::string> FilesConnector::Move(const std::string& from,
+                                                 const std::string& from_stamp,
+                                                 const std::string& to) {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(from));
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(to));
+  FERRY_RETURN_IF_ERROR(CheckNotIgnored(to, false));
+  FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
+  RootDir::Expect absent;
+  absent.must_be_absent = true;
+  FERRY_RETURN_IF_ERROR(root->Rename(from, to, ExpectFromStamp(from_stamp), absent));
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root->Stat(to));
+  if (!stat.has_value())
+    return absl::AbortedError(StrCat(to, " vanished after the move"));
+  return EncodeStamp(*stat);
+}
+
+std::string FilesConnector::ConflictCopyId(const std::string& id,
+                                           const std::string& device, int64_t time_ms) {
+  size_t slash = id.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : id.substr(0, slash + 1);
+  std::string name = slash == std::string::npos ? id : id.substr(slash + 1);
+  size_t dot = name.rfind('.');
+  if (dot == 0 || dot == std::string::npos) dot = name.size();  // ".bashrc", "Makefile"
+  std::string stem = name.substr(0, dot), ext = name.substr(dot);
+  std::string base = StrCat(dir, stem, ".conflict-", device, "-", FormatUtc(time_ms));
+  for (int attempt = 1; attempt <= kConflictNameAttemptsMax; ++attempt) {
+    std::string candidate = attempt == 1 ? base + ext : StrCat(base, "-", attempt, ext);
+    absl::StatusOr<RootDir*> root = Root();
+    if (!root.ok()) return candidate;
+    absl::StatusOr<std::optional<FileStat>> stat = (*root)->Stat(candidate);
+    if (stat.ok() && !stat->has_value()) return candidate;
+  }
+  return StrCat(base, "-", seal::ToHex(seal::RandomBytes(4)), ext);
+}
+
+int64_t FilesConnector::EditTimeMs(const v1::Item& item) {
+  return MtimeOf(item) / 1000000;
+}
+
+}  // namespace ferry::files

@@ -1,0 +1,77 @@
+// The connector for kind "files": a folder on disk. Items are files, directories and
+// symbolic links, by their '/'-separated path relative to the folder; the format is in
+// docs/formats/files.md.
+#ifndef FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_
+#define FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_
+
+#include <memory>
+#include <string>
+
+#include "include/ferry/connector.h"
+#include "src/chunk/chunker.h"
+#include "src/connectors/files/ignore.h"
+#include "src/seal/seal.h"
+
+namespace ferry::files {
+
+class RootDir;
+
+struct FilesOptions {
+  std::string root;                 // the folder
+  size_t entries_max = 10'000'000;  // a scan refuses folders with more entries
+  int hash_threads = 0;             // 0: one per core
+};
+
+class FilesConnector final : public Connector {
+ public:
+  // `hasher` names chunks; `chunker_seed` (32 bytes) keys the chunk boundaries. Both
+  // come from the collection key, so every device of the collection cuts and names
+  // content alike.
+  FilesConnector(FilesOptions options, const seal::ContentHasher* hasher,
+                 std::string_view chunker_seed);
+  ~FilesConnector() override;
+
+  std::string_view Name() const override { return "files/1"; }
+  bool DataPresent() override;
+  absl::StatusOr<ScanResult> Scan(
+      const std::map<std::string, v1::Item>& synced,
+      const std::map<std::string, std::string>& stamps) override;
+  absl::Status ReadContent(
+      const v1::Item& item, const std::string& field,
+      const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink)
+      override;
+  absl::StatusOr<std::string> ReadRange(const std::string& id, const std::string& field,
+                                        uint64_t offset, uint32_t size) override;
+  absl::StatusOr<std::string> Apply(const std::string& id,
+                                    const std::string& expected_stamp,
+                                    const v1::Item* after, ChunkSource* chunks) override;
+  absl::StatusOr<std::string> Move(const std::string& from, const std::string& from_stamp,
+                                   const std::string& to) override;
+  std::string ConflictCopyId(const std::string& id, const std::string& device,
+                             int64_t time_ms) override;
+  int64_t EditTimeMs(const v1::Item& item) override;
+
+ private:
+  absl::StatusOr<RootDir*> Root();
+  absl::StatusOr<v1::Item> HashFile(const std::string& id, struct FileStat stat) const;
+  absl::Status WriteContent(int fd, const v1::ContentRef& content,
+                            ChunkSource* chunks) const;
+  // FAILED_PRECONDITION when this device does not sync `id` (ignored here, or ferry's
+  // own temporary name): writing it would make the next scan take it for deleted.
+  absl::Status CheckNotIgnored(const std::string& id, bool is_dir) const;
+  absl::StatusOr<IgnoreRules> LoadIgnoreRules();
+
+  FilesOptions options_;
+  const seal::ContentHasher* hasher_;
+  chunk::Chunker chunker_;
+  std::unique_ptr<RootDir> root_;
+  IgnoreRules rules_;  // as of the last scan
+};
+
+// The chunker seed of a collection: derived from its key, so boundaries are the same on
+// every device and mean nothing to the server.
+std::string ChunkerSeed(const seal::ContentHasher& hasher);
+
+}  // namespace ferry::files
+
+#endif  // FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_

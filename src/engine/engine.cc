@@ -1,0 +1,717 @@
+// The sync cycle of one collection on one device:
+//
+//   1. recover a push that a crash interrupted (re-append its envelope: idempotent);
+//   2. scan local data; refuse to go on when it looks like data loss (mass deletion);
+//   3. pull the transactions after the cursor: theirs = shadow + their ops;
+//   4. merge three ways per item (base = shadow, ours = scan, theirs) into actions;
+//   5. apply their changes locally, then fold them into the shadow with the cursor;
+//   6. push our changes: upload missing chunks, record the intent, compare-and-append;
+//      a lost race goes back to 2.
+#include "include/ferry/engine.h"
+
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "src/core/limits.h"
+#include "src/core/status_macros.h"
+#include "src/core/strings.h"
+#include "src/engine/items.h"
+#include "src/engine/shadow_store.h"
+#include "src/engine/transfer.h"
+#include "src/net/client.h"
+#include "src/seal/seal.h"
+
+namespace ferry {
+namespace {
+
+using engine::ItemMap;
+using engine::ShadowStore;
+using engine::ShadowUpdate;
+using engine::StampMap;
+
+// Cycles (scan, pull, merge, apply, push) before a sync gives up on losing races.
+constexpr int kCyclesMax = 8;
+// Ops and serialized bytes per pushed transaction.
+constexpr size_t kOpsPerTransactionMax = 1000;
+constexpr size_t kTransactionBytesTarget = 1u << 20;
+// Waiting for another device's lease: attempts and the pause between them.
+constexpr int kLeaseAttemptsMax = 300;
+constexpr auto kLeaseRetryPause = std::chrono::milliseconds(200);
+// Below this many synced items, only an emptied root trips the mass-deletion guard.
+constexpr size_t kMassDeleteItemsMin = 10;
+// The shadow stamp of an item this device refused to apply (an invalid path, a symbolic
+// link in the way): kept in the shadow so its absence here is not a deletion, retried
+// at every sync.
+constexpr char kRefusedStamp[] = "refused";
+
+class RealEnv final : public Env {
+ public:
+  int64_t NowMs() override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  std::string RandomBytes(size_t n) override { return seal::RandomBytes(n); }
+};
+
+// What one remote item went through: the last transaction that touched it.
+struct RemoteTouch {
+  uint64_t hlc = 0;
+  std::string device_id;
+};
+
+// The result of pulling: their state and how each item got there.
+struct Pulled {
+  ItemMap theirs;
+  std::map<std::string, RemoteTouch> touched;
+  std::map<std::string, std::string> moved_from;  // destination -> source, remote moves
+  uint64_t cursor = 0;
+  uint64_t hlc = 0;
+};
+
+// One local change the merge decided on.
+struct LocalAction {
+  enum Kind { kWrite, kDelete, kMove } kind = kWrite;
+  std::string id;
+  std::string from;                 // kMove
+  const v1::Item* after = nullptr;  // kWrite
+};
+
+struct MergePlan {
+  std::vector<LocalAction> actions;        // to apply locally, in order
+  std::map<std::string, v1::Item> push;    // ours to push: id -> target item
+  std::set<std::string> push_deletes;      // ids we deleted
+  std::map<std::string, v1::Item> synced;  // shadow state for items settled locally
+  std::vector<engine::ConflictRecord> conflicts;
+  std::map<std::string, v1::Item> conflict_copies;  // theirs kept beside ours, to write
+};
+
+class Cycle {
+ public:
+  Cycle(const EngineConfig& config, const SyncOptions& options, SyncReport* report)
+      : c_(config),
+        options_(options),
+        report_(report),
+        env_(config.env != nullptr ? config.env : Env::Default()),
+        hasher_(*config.key),
+        transfer_{config.collection_id, config.key,       &hasher_,
+                  config.client,        config.connector, report} {}
+
+  absl::Status Run();
+
+ private:
+  absl::Status CheckConnector();
+  absl::Status RecoverIntent();
+  absl::Status AcquireLease();
+  void ReleaseLease();
+  // One pass; sets *again when a race was lost and the cycle must run again.
+  absl::Status RunOnce(bool* again);
+  absl::Status CheckMassDelete(const ItemMap& base, const ScanResult& scan);
+  absl::StatusOr<Pulled> Pull(const ItemMap& base, uint64_t cursor);
+  MergePlan Merge(const ItemMap& base, const ScanResult& scan, const Pulled& pulled);
+  void MergeBothChanged(const std::string& id, const v1::Item* ours,
+                        const v1::Item* theirs, const ScanResult& scan,
+                        const Pulled& pulled, MergePlan* plan);
+  absl::Status ApplyLocal(const MergePlan& plan, const ScanResult& scan,
+                          const Pulled& pulled, StampMap* stamps,
+                          std::set<std::string>* deferred,
+                          std::set<std::string>* refused);
+  std::vector<v1::Op> MakeOps(const MergePlan& plan, const ItemMap& synced);
+  absl::Status Push(std::vector<v1::Op> ops,
+                    const std::map<std::string, LocalItem>& local, uint64_t cursor,
+                    bool* again);
+  absl::Status CommitPushed(const v1::Transaction& tx, uint64_t seq,
+                            const std::map<std::string, LocalItem>& local);
+  uint64_t NextHlc();
+
+  const EngineConfig& c_;
+  const SyncOptions& options_;
+  SyncReport* report_;
+  Env* env_;
+  seal::ContentHasher hasher_;
+  engine::TransferContext transfer_;
+  uint64_t fencing_token_ = 0;
+  uint64_t hlc_ = 0;
+};
+
+uint64_t Cycle::NextHlc() {
+  uint64_t now = static_cast<uint64_t>(env_->NowMs()) << 16;
+  hlc_ = std::max(now, hlc_ + 1);
+  return hlc_;
+}
+
+absl::Status Cycle::CheckConnector() {
+  FERRY_ASSIGN_OR_RETURN(std::string stored, c_.shadow->Setting("connector"));
+  std::string name(c_.connector->Name());
+  if (stored.empty()) {
+    ShadowUpdate update;
+    update.settings["connector"] = name;
+    return c_.shadow->Commit(update);
+  }
+  if (stored != name) {
+    return absl::FailedPreconditionError(
+        StrCat("this collection's state was made by connector '", stored, "', not '",
+               name, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// A push whose intent was recorded but whose outcome is unknown: the same envelope is
+// appended again. Appends are idempotent by tx_id, so a committed one is found, and
+// one that was not committed either commits now or lost its base to another device.
+absl::Status Cycle::RecoverIntent() {
+  FERRY_ASSIGN_OR_RETURN(std::string intent, c_.shadow->Intent());
+  if (intent.empty()) return absl::OkStatus();
+  FERRY_ASSIGN_OR_RETURN(v1::Transaction tx,
+                         seal::OpenTransaction(*c_.key, c_.collection_id, intent));
+  absl::StatusOr<v1::AppendResponse> appended =
+      c_.client->Append(c_.collection_id, intent, fencing_token_);
+  if (absl::IsAborted(appended.status()) ||
+      absl::IsFailedPrecondition(appended.status())) {
+    ShadowUpdate clear;
+    clear.intent = "";
+    return c_.shadow->Commit(clear);  // not committed; the next scan finds the changes
+  }
+  FERRY_RETURN_IF_ERROR(appended.status());
+  ItemMap items;
+  StampMap stamps;
+  FERRY_RETURN_IF_ERROR(c_.shadow->Load(&items, &stamps));
+  ShadowUpdate update;
+  for (const v1::Op& op : tx.ops()) {
+    FERRY_RETURN_IF_ERROR(engine::ApplyOp(op, &items));
+    if (op.has_move()) update.erase.push_back(op.move().from_id());
+    const std::string& id = engine::OpTarget(op);
+    auto it = items.find(id);
+    if (it == items.end()) {
+      update.erase.push_back(id);
+    } else {
+      update.put.emplace_back(it->second, "");  // stamp unknown: the next scan re-reads
+    }
+  }
+  update.cursor = appended->seq();
+  update.intent = "";
+  return c_.shadow->Commit(update);
+}
+
+absl::Status Cycle::AcquireLease() {
+  if (!options_.use_lease) return absl::OkStatus();
+  for (int attempt = 0; attempt < kLeaseAttemptsMax; ++attempt) {
+    absl::StatusOr<v1::Lease> lease =
+        c_.client->AcquireLease(c_.collection_id, options_.lease_ttl_ms);
+    if (lease.ok()) {
+      fencing_token_ = lease->fencing_token();
+      return absl::OkStatus();
+    }
+    if (!absl::IsFailedPrecondition(lease.status())) return lease.status();
+    std::this_thread::sleep_for(kLeaseRetryPause);  // another device is syncing
+  }
+  return absl::UnavailableError(
+      "another device kept the collection busy; try again later");
+}
+
+void Cycle::ReleaseLease() {
+  if (fencing_token_ == 0) return;
+  // A lease left behind expires by itself; there is nothing better to do on failure.
+  (void)c_.client->ReleaseLease(c_.collection_id, fencing_token_);
+  fencing_token_ = 0;
+}
+
+absl::Status Cycle::CheckMassDelete(const ItemMap& base, const ScanResult& scan) {
+  if (options_.allow_mass_delete || base.empty()) return absl::OkStatus();
+  const std::string hint =
+      " Nothing was changed. If this is what you want, run `ferry sync "
+      "--allow-mass-delete`.";
+  if (!c_.connector->DataPresent()) {
+    return absl::FailedPreconditionError(
+        StrCat("the data of this collection is missing (an unmounted disk or a removed "
+               "folder?), which would delete all ",
+               base.size(), " items everywhere.", hint));
+  }
+  // Items gone from here, less items new here: a renamed folder deletes nothing.
+  size_t gone = 0, fresh = 0;
+  for (const auto& [id, item] : base) gone += scan.items.contains(id) ? 0 : 1;
+  for (const auto& [id, item] : scan.items) fresh += base.contains(id) ? 0 : 1;
+  size_t deletions = gone > fresh ? gone - fresh : 0;
+  if (scan.items.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("the data of this collection is empty, which would delete all ",
+               base.size(), " items everywhere.", hint));
+  }
+  if (base.size() >= kMassDeleteItemsMin &&
+      static_cast<double>(deletions) > options_.mass_delete_fraction * base.size()) {
+    return absl::FailedPreconditionError(StrCat("this sync would delete ", deletions,
+                                                " of ", base.size(), " items everywhere.",
+                                                hint));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Pulled> Cycle::Pull(const ItemMap& base, uint64_t cursor) {
+  Pulled pulled;
+  pulled.theirs = base;
+  pulled.cursor = cursor;
+  // Each page moves the cursor forward by at least one; the head bounds the loop.
+  for (;;) {
+    FERRY_ASSIGN_OR_RETURN(v1::PullResponse page,
+                           c_.client->Pull(c_.collection_id, pulled.cursor, 0));
+    for (const v1::LogEntry& entry : page.entries()) {
+      if (entry.seq() != pulled.cursor + 1) {
+        return absl::DataLossError(
+            StrCat("log gap: expected seq ", pulled.cursor + 1, ", got ", entry.seq()));
+      }
+      FERRY_ASSIGN_OR_RETURN(
+          v1::Transaction tx,
+          seal::OpenTransaction(*c_.key, c_.collection_id, entry.envelope()));
+      for (const v1::Op& op : tx.ops()) {
+        FERRY_RETURN_IF_ERROR(engine::ApplyOp(op, &pulled.theirs));
+        const std::string& id = engine::OpTarget(op);
+        pulled.touched[id] = RemoteTouch{tx.hlc_time(), tx.device_id()};
+        if (op.has_move()) {
+          pulled.touched[op.move().from_id()] =
+              RemoteTouch{tx.hlc_time(), tx.device_id()};
+          // A chain a->b->c is one move a->c for this device.
+          auto chained = pulled.moved_from.find(op.move().from_id());
+          std::string origin =
+              chained != pulled.moved_from.end() ? chained->second : op.move().from_id();
+          if (chained != pulled.moved_from.end()) pulled.moved_from.erase(chained);
+          pulled.moved_from[id] = origin;
+        } else if (op.has_put() || op.has_delete_()) {
+          pulled.moved_from.erase(id);
+        }
+      }
+      pulled.hlc = std::max(pulled.hlc, tx.hlc_time());
+      pulled.cursor = entry.seq();
+      report_->pulled_transactions += 1;
+    }
+    report_->head_seq = page.head_seq();
+    if (!page.more() || page.entries().empty()) break;
+  }
+  return pulled;
+}
+
+bool SameOrBothAbsent(const v1::Item* a, const v1::Item* b) {
+  if (a == nullptr || b == nullptr) return a == b;
+  return engine::SameItem(*a, *b);
+}
+
+template <typename Map>
+const v1::Item* Find(const Map& map, const std::string& id) {
+  auto it = map.find(id);
+  if (it == map.end()) return nullptr;
+  if constexpr (std::is_same_v<typename Map::mapped_type, LocalItem>) {
+    return &it->second.item;
+  } else {
+    return &it->second;
+  }
+}
+
+MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
+                       const Pulled& pulled) {
+  MergePlan plan;
+  std::set<std::string> ids;
+  for (const auto& [id, item] : base) ids.insert(id);
+  for (const auto& [id, item] : scan.items) ids.insert(id);
+  for (const auto& [id, item] : pulled.theirs) ids.insert(id);
+  for (const std::string& id : ids) {
+    const v1::Item* b = Find(base, id);
+    const v1::Item* o = Find(scan.items, id);
+    const v1::Item* t = Find(pulled.theirs, id);
+    bool ours_changed = !SameOrBothAbsent(b, o);
+    bool theirs_changed = !SameOrBothAbsent(b, t);
+    if (!theirs_changed) {
+      if (ours_changed) {
+        if (o != nullptr)
+          plan.push[id] = *o;
+        else
+          plan.push_deletes.insert(id);
+      } else if (t != nullptr) {
+        plan.synced[id] = *t;
+      }
+      continue;
+    }
+    if (!ours_changed) {
+      if (t == nullptr) {
+        plan.actions.push_back({LocalAction::kDelete, id, "", nullptr});
+      } else {
+        auto from = pulled.moved_from.find(id);
+        bool movable =
+            from != pulled.moved_from.end() && t != nullptr &&
+            Find(pulled.theirs, from->second) == nullptr &&
+            SameOrBothAbsent(Find(base, from->second), Find(scan.items, from->second)) &&
+            Find(scan.items, from->second) != nullptr && o == nullptr;
+        bool write = true;
+        if (movable) {
+          plan.actions.push_back({LocalAction::kMove, id, from->second, nullptr});
+          v1::Item moved = *Find(base, from->second);
+          moved.set_id(id);
+          write = !engine::SameItem(moved, *t);
+        }
+        if (write) plan.actions.push_back({LocalAction::kWrite, id, "", t});
+      }
+      continue;
+    }
+    if (SameOrBothAbsent(o, t)) {
+      if (t != nullptr) plan.synced[id] = *t;
+      continue;
+    }
+    MergeBothChanged(id, o, t, scan, pulled, &plan);
+  }
+  // A local move done for a remote move replaces the delete of its source.
+  std::set<std::string> moved_sources;
+  for (const LocalAction& a : plan.actions) {
+    if (a.kind == LocalAction::kMove) moved_sources.insert(a.from);
+  }
+  std::erase_if(plan.actions, [&](const LocalAction& a) {
+    return a.kind == LocalAction::kDelete && moved_sources.contains(a.id);
+  });
+  // Writes and moves go parents first (ids are sorted), deletes children first, last.
+  auto first_delete = std::stable_partition(
+      plan.actions.begin(), plan.actions.end(),
+      [](const LocalAction& a) { return a.kind != LocalAction::kDelete; });
+  std::reverse(first_delete, plan.actions.end());
+  return plan;
+}
+
+// Both sides changed `id` to different states. Nothing is lost: an edit beats a
+// delete, and of two edits the later keeps the id while the other is kept beside it
+// as a conflict copy, which syncs like any item.
+void Cycle::MergeBothChanged(const std::string& id, const v1::Item* ours,
+                             const v1::Item* theirs, const ScanResult& scan,
+                             const Pulled& pulled, MergePlan* plan) {
+  const RemoteTouch& touch =
+      pulled.touched.count(id) ? pulled.touched.at(id) : RemoteTouch{};
+  engine::ConflictRecord record;
+  record.time_ms = env_->NowMs();
+  record.item_id = id;
+  if (ours == nullptr) {  // we deleted, they edited: theirs comes back
+    record.kind = "edit/delete";
+    record.detail =
+        "deleted here, edited on device " + touch.device_id + ": the edit was kept";
+    plan->actions.push_back({LocalAction::kWrite, id, "", theirs});
+  } else if (theirs == nullptr) {  // they deleted, we edited: ours is pushed again
+    record.kind = "edit/delete";
+    record.detail =
+        "edited here, deleted on device " + touch.device_id + ": the edit was kept";
+    plan->push[id] = *ours;
+  } else {
+    int64_t ours_ms = c_.connector->EditTimeMs(*ours);
+    int64_t theirs_ms = static_cast<int64_t>(touch.hlc >> 16);
+    bool ours_wins = ours_ms > theirs_ms;
+    const std::string& loser_device = ours_wins ? touch.device_id : c_.device_id;
+    std::string copy_id = c_.connector->ConflictCopyId(id, loser_device.substr(0, 8),
+                                                       ours_wins ? theirs_ms : ours_ms);
+    record.kind = "edit/edit";
+    record.kept_as = copy_id;
+    record.detail =
+        StrCat("edited here and on device ", touch.device_id, "; the ",
+               ours_wins ? "local" : "remote", " edit is later and kept the name");
+    if (ours_wins) {
+      v1::Item copy = *theirs;
+      copy.set_id(copy_id);
+      plan->conflict_copies[copy_id] = copy;
+      plan->push[copy_id] = copy;
+      plan->push[id] = *ours;
+    } else {
+      // Ours moves aside under the copy's name and is pushed as a new item; theirs
+      // takes the name.
+      plan->actions.push_back({LocalAction::kMove, copy_id, id, nullptr});
+      v1::Item copy = *ours;
+      copy.set_id(copy_id);
+      plan->push[copy_id] = copy;
+      plan->actions.push_back({LocalAction::kWrite, id, "", theirs});
+    }
+  }
+  (void)scan;
+  plan->conflicts.push_back(std::move(record));
+  report_->conflicts += 1;
+}
+
+absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
+                               const Pulled& pulled, StampMap* stamps,
+                               std::set<std::string>* deferred,
+                               std::set<std::string>* refused) {
+  engine::EngineChunkSource chunks(transfer_, scan.items);
+  // The stamp each local object has now: as scanned, or as the last action left it
+  // ("" = absent).
+  auto local_stamp = [&](const std::string& id) -> std::string {
+    auto s = stamps->find(id);
+    if (s != stamps->end()) return s->second;
+    auto it = scan.items.find(id);
+    return it == scan.items.end() ? std::string() : it->second.stamp;
+  };
+  auto run = [&](const LocalAction& a) -> absl::StatusOr<std::string> {
+    switch (a.kind) {
+      case LocalAction::kWrite:
+        return c_.connector->Apply(a.id, local_stamp(a.id), a.after, &chunks);
+      case LocalAction::kDelete:
+        return c_.connector->Apply(a.id, local_stamp(a.id), nullptr, &chunks);
+      case LocalAction::kMove:
+        return c_.connector->Move(a.from, local_stamp(a.from), a.id);
+    }
+    return absl::InternalError("unknown action");
+  };
+  for (const LocalAction& a : plan.actions) {
+    absl::StatusOr<std::string> stamp = run(a);
+    if (absl::IsAborted(stamp.status())) {
+      // Changed locally during the sync: merged next time, never overwritten.
+      deferred->insert(a.id);
+      if (a.kind == LocalAction::kMove) deferred->insert(a.from);
+      report_->deferred.push_back(a.id);
+      continue;
+    }
+    if (absl::IsInvalidArgument(stamp.status()) ||
+        absl::IsFailedPrecondition(stamp.status())) {
+      // This one item cannot be applied here (a hostile or invalid path, a symbolic
+      // link or file in the way): refused and reported, the rest goes on.
+      refused->insert(a.id);
+      report_->skipped.emplace_back(a.id, StrCat("refused: ", stamp.status().message()));
+      continue;
+    }
+    FERRY_RETURN_IF_ERROR(stamp.status());
+    report_->pulled_items += 1;
+    if (a.kind == LocalAction::kMove) (*stamps)[a.from] = "";
+    (*stamps)[a.id] = *stamp;
+  }
+  for (const auto& [id, copy] : plan.conflict_copies) {
+    absl::StatusOr<std::string> stamp = c_.connector->Apply(id, "", &copy, &chunks);
+    if (absl::IsAborted(stamp.status())) {
+      deferred->insert(id);
+      continue;
+    }
+    FERRY_RETURN_IF_ERROR(stamp.status());
+    report_->pulled_items += 1;
+    (*stamps)[id] = *stamp;
+  }
+  (void)pulled;
+  return absl::OkStatus();
+}
+
+absl::Status Cycle::RunOnce(bool* again) {
+  *again = false;
+  ItemMap base;
+  StampMap base_stamps;
+  FERRY_RETURN_IF_ERROR(c_.shadow->Load(&base, &base_stamps));
+  FERRY_ASSIGN_OR_RETURN(uint64_t cursor, c_.shadow->Cursor());
+  FERRY_ASSIGN_OR_RETURN(uint64_t stored_hlc, c_.shadow->Hlc());
+  hlc_ = std::max(hlc_, stored_hlc);
+
+  FERRY_ASSIGN_OR_RETURN(ScanResult scan, c_.connector->Scan(base, base_stamps));
+  for (const auto& [id, stamp] : base_stamps) {
+    if (stamp == kRefusedStamp && !scan.items.contains(id)) {
+      scan.items[id] = LocalItem{base.at(id), kRefusedStamp};  // absent by our refusal
+    }
+  }
+  report_->scanned_items = scan.items.size();
+  report_->scanned_bytes += scan.bytes_read;
+  report_->skipped = scan.skipped;
+  FERRY_RETURN_IF_ERROR(CheckMassDelete(base, scan));
+
+  FERRY_ASSIGN_OR_RETURN(Pulled pulled, Pull(base, cursor));
+  hlc_ = std::max(hlc_, pulled.hlc);
+  MergePlan plan = Merge(base, scan, pulled);
+
+  // Apply theirs locally, then fold the settled items and the cursor into the shadow.
+  StampMap stamps;
+  std::set<std::string> deferred, refused;
+  FERRY_RETURN_IF_ERROR(ApplyLocal(plan, scan, pulled, &stamps, &deferred, &refused));
+  if (!deferred.empty()) {
+    // Something changed locally while we applied. Folding their changes in now would
+    // hide them from the next merge, so only the conflict log is kept and the cycle
+    // runs again: what was applied shows up as converged, the rest merges properly.
+    ShadowUpdate conflicts_only;
+    conflicts_only.conflicts = plan.conflicts;
+    FERRY_RETURN_IF_ERROR(c_.shadow->Commit(conflicts_only));
+    *again = true;
+    return absl::OkStatus();
+  }
+  ShadowUpdate update;
+  ItemMap synced = pulled.theirs;
+  for (const auto& [id, item] : base) {
+    if (pulled.theirs.contains(id)) continue;
+    if (refused.contains(id)) {
+      update.put.emplace_back(item, kRefusedStamp);  // a delete we could not do
+    } else {
+      update.erase.push_back(id);
+    }
+  }
+  for (const auto& [id, item] : pulled.theirs) {
+    // Items we are about to push keep their old stamp: they are not synced yet.
+    if (plan.push.contains(id) || plan.push_deletes.contains(id)) continue;
+    auto applied = stamps.find(id);
+    auto scanned = scan.items.find(id);
+    std::string stamp = refused.contains(id)          ? std::string(kRefusedStamp)
+                        : applied != stamps.end()     ? applied->second
+                        : scanned != scan.items.end() ? scanned->second.stamp
+                                                      : std::string();
+    update.put.emplace_back(item, stamp);
+  }
+  update.cursor = pulled.cursor;
+  update.hlc = hlc_;
+  update.conflicts = plan.conflicts;
+  FERRY_RETURN_IF_ERROR(c_.shadow->Commit(update));
+
+  std::vector<v1::Op> ops = MakeOps(plan, synced);
+  if (ops.empty()) return absl::OkStatus();
+  // Conflict copies made by this merge are local items too, under their new ids.
+  std::map<std::string, LocalItem> local = scan.items;
+  for (const auto& [id, item] : plan.push) {
+    if (!local.contains(id))
+      local[id] = LocalItem{item, stamps.count(id) ? stamps[id] : ""};
+  }
+  return Push(std::move(ops), local, pulled.cursor, again);
+}
+
+// Our changes as ops against their state. A delete and a create of equal content
+// become one move, so a rename costs no data.
+std::vector<v1::Op> Cycle::MakeOps(const MergePlan& plan, const ItemMap& synced) {
+  std::vector<v1::Op> ops;
+  std::map<std::string, std::vector<std::string>> deleted_by_digest;
+  auto digest_of = [](const v1::Item& item) -> std::string {
+    for (const v1::Field& f : item.fields()) {
+      if (f.has_content() && f.content().size() > 0) return f.content().digest();
+    }
+    return {};
+  };
+  for (const std::string& id : plan.push_deletes) {
+    auto it = synced.find(id);
+    if (it == synced.end()) continue;
+    std::string digest = digest_of(it->second);
+    if (!digest.empty()) deleted_by_digest[digest].push_back(id);
+  }
+  std::set<std::string> moved;
+  for (const auto& [id, target] : plan.push) {
+    auto it = synced.find(id);
+    if (it != synced.end()) {
+      if (!engine::SameItem(it->second, target))
+        ops.push_back(engine::MakePatch(it->second, target));
+      continue;
+    }
+    auto candidates = deleted_by_digest.find(digest_of(target));
+    if (candidates != deleted_by_digest.end() && !candidates->second.empty()) {
+      std::string from = candidates->second.back();
+      candidates->second.pop_back();
+      moved.insert(from);
+      ops.push_back(engine::MakeMove(from, id));
+      v1::Item moved_item = synced.at(from);
+      moved_item.set_id(id);
+      if (!engine::SameItem(moved_item, target))
+        ops.push_back(engine::MakePatch(moved_item, target));
+      continue;
+    }
+    ops.push_back(engine::MakePut(target));
+  }
+  for (const std::string& id : plan.push_deletes) {
+    if (moved.contains(id) || !synced.contains(id)) continue;
+    ops.push_back(engine::MakeDelete(id));
+  }
+  return ops;
+}
+
+absl::Status Cycle::CommitPushed(const v1::Transaction& tx, uint64_t seq,
+                                 const std::map<std::string, LocalItem>& local) {
+  ItemMap items;
+  StampMap stamps;
+  FERRY_RETURN_IF_ERROR(c_.shadow->Load(&items, &stamps));
+  ShadowUpdate update;
+  for (const v1::Op& op : tx.ops()) {
+    FERRY_RETURN_IF_ERROR(engine::ApplyOp(op, &items));
+    if (op.has_move()) update.erase.push_back(op.move().from_id());
+  }
+  for (const v1::Op& op : tx.ops()) {
+    const std::string& id = engine::OpTarget(op);
+    auto it = items.find(id);
+    if (it == items.end()) {
+      update.erase.push_back(id);
+      continue;
+    }
+    auto scanned = local.find(id);
+    update.put.emplace_back(it->second,
+                            scanned != local.end() ? scanned->second.stamp : "");
+  }
+  update.cursor = seq;
+  update.intent = "";
+  update.hlc = hlc_;
+  return c_.shadow->Commit(update);
+}
+
+absl::Status Cycle::Push(std::vector<v1::Op> ops,
+                         const std::map<std::string, LocalItem>& local, uint64_t cursor,
+                         bool* again) {
+  FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(transfer_, ops, local));
+  size_t next = 0;
+  while (next < ops.size()) {
+    v1::Transaction tx;
+    tx.set_tx_id(env_->RandomBytes(seal::kTxIdBytes));
+    tx.set_device_id(c_.device_id);
+    tx.set_base_seq(cursor);
+    tx.set_hlc_time(NextHlc());
+    size_t bytes = 0;
+    while (next < ops.size() &&
+           static_cast<size_t>(tx.ops_size()) < kOpsPerTransactionMax &&
+           (tx.ops_size() == 0 || bytes < kTransactionBytesTarget)) {
+      bytes += ops[next].ByteSizeLong();
+      *tx.add_ops() = std::move(ops[next++]);
+    }
+    FERRY_ASSIGN_OR_RETURN(std::string envelope,
+                           seal::SealTransaction(*c_.key, c_.collection_id, tx, {}));
+    ShadowUpdate intent;
+    intent.intent = envelope;
+    FERRY_RETURN_IF_ERROR(c_.shadow->Commit(intent));
+    absl::StatusOr<v1::AppendResponse> appended =
+        c_.client->Append(c_.collection_id, envelope, fencing_token_);
+    if (absl::IsAborted(appended.status())) {
+      ShadowUpdate clear;
+      clear.intent = "";
+      FERRY_RETURN_IF_ERROR(c_.shadow->Commit(clear));
+      *again = true;  // another device appended first: pull, merge and try again
+      return absl::OkStatus();
+    }
+    FERRY_RETURN_IF_ERROR(appended.status());
+    FERRY_RETURN_IF_ERROR(CommitPushed(tx, appended->seq(), local));
+    cursor = appended->seq();
+    report_->pushed_transactions += 1;
+    report_->pushed_items += static_cast<uint64_t>(tx.ops_size());
+    report_->pushed_bytes += envelope.size();
+    report_->head_seq = cursor;
+    if (options_.progress) options_.progress(*report_);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Cycle::Run() {
+  FERRY_RETURN_IF_ERROR(CheckConnector());
+  FERRY_RETURN_IF_ERROR(AcquireLease());
+  absl::Status status = RecoverIntent();
+  for (int cycle = 0; status.ok() && cycle < kCyclesMax; ++cycle) {
+    bool again = false;
+    status = RunOnce(&again);
+    if (status.ok() && !again) break;
+    if (status.ok() && cycle + 1 == kCyclesMax) {
+      status = absl::AbortedError("other devices kept appending; sync again");
+    }
+  }
+  ReleaseLease();
+  return status;
+}
+
+}  // namespace
+
+Env* Env::Default() {
+  static RealEnv* env = new RealEnv();
+  return env;
+}
+
+absl::StatusOr<SyncReport> Sync(const EngineConfig& config, const SyncOptions& options) {
+  if (config.key == nullptr || config.client == nullptr || config.connector == nullptr ||
+      config.shadow == nullptr) {
+    return absl::InvalidArgumentError("engine config is incomplete");
+  }
+  SyncReport report;
+  Cycle cycle(config, options, &report);
+  FERRY_RETURN_IF_ERROR(cycle.Run());
+  return report;
+}
+
+}  // namespace ferry

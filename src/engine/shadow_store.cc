@@ -1,0 +1,159 @@
+#include "src/engine/shadow_store.h"
+
+#include "src/core/status_macros.h"
+#include "src/core/strings.h"
+
+namespace ferry::engine {
+namespace {
+
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE items(id TEXT PRIMARY KEY, item BLOB NOT NULL, stamp BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE conflicts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_ms INTEGER NOT NULL,
+  item_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  kept_as TEXT NOT NULL,
+  detail TEXT NOT NULL);
+)sql",
+};
+
+// Meta keys of the engine itself; settings use "setting/<key>".
+constexpr char kCursorKey[] = "cursor";
+constexpr char kIntentKey[] = "intent";
+constexpr char kHlcKey[] = "hlc";
+// Rows of the conflict log kept; older ones are dropped.
+constexpr int64_t kConflictsKeptMax = 10000;
+
+absl::StatusOr<uint64_t> ParseCount(const std::string& text) {
+  if (text.empty()) return 0;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return absl::DataLossError("shadow: a counter is damaged");
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ShadowStore>> ShadowStore::Open(const std::string& path) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db,
+                         sqlite::Database::Open(path));
+  FERRY_RETURN_IF_ERROR(db->Migrate(kMigrations, std::size(kMigrations)));
+  return std::unique_ptr<ShadowStore>(new ShadowStore(std::move(db)));
+}
+
+absl::Status ShadowStore::Commit(const ShadowUpdate& update) {
+  FERRY_ASSIGN_OR_RETURN(sqlite::Transaction tx, sqlite::Transaction::Begin(db_.get()));
+  FERRY_ASSIGN_OR_RETURN(
+      auto put,
+      db_->Prepare(
+          "INSERT INTO items(id, item, stamp) VALUES(?,?,?)"
+          " ON CONFLICT(id) DO UPDATE SET item = excluded.item, stamp = excluded.stamp"));
+  for (const auto& [item, stamp] : update.put) {
+    put.Reset();
+    put.BindText(1, item.id()).BindBlob(2, item.SerializeAsString()).BindBlob(3, stamp);
+    FERRY_RETURN_IF_ERROR(put.Run());
+  }
+  FERRY_ASSIGN_OR_RETURN(auto erase, db_->Prepare("DELETE FROM items WHERE id = ?"));
+  for (const std::string& id : update.erase) {
+    erase.Reset();
+    FERRY_RETURN_IF_ERROR(erase.BindText(1, id).Run());
+  }
+  FERRY_ASSIGN_OR_RETURN(
+      auto meta, db_->Prepare("INSERT INTO meta(key, value) VALUES(?,?)"
+                              " ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  auto set_meta = [&meta](const std::string& key, const std::string& value) {
+    meta.Reset();
+    return meta.BindText(1, key).BindBlob(2, value).Run();
+  };
+  if (update.cursor)
+    FERRY_RETURN_IF_ERROR(set_meta(kCursorKey, std::to_string(*update.cursor)));
+  if (update.intent) FERRY_RETURN_IF_ERROR(set_meta(kIntentKey, *update.intent));
+  if (update.hlc) FERRY_RETURN_IF_ERROR(set_meta(kHlcKey, std::to_string(*update.hlc)));
+  for (const auto& [key, value] : update.settings) {
+    FERRY_RETURN_IF_ERROR(set_meta("setting/" + key, value));
+  }
+  FERRY_ASSIGN_OR_RETURN(auto conflict,
+                         db_->Prepare("INSERT INTO conflicts(time_ms, item_id, kind, "
+                                      "kept_as, detail) VALUES(?,?,?,?,?)"));
+  for (const ConflictRecord& c : update.conflicts) {
+    conflict.Reset();
+    conflict.Bind(1, c.time_ms).BindText(2, c.item_id).BindText(3, c.kind);
+    FERRY_RETURN_IF_ERROR(conflict.BindText(4, c.kept_as).BindText(5, c.detail).Run());
+  }
+  if (!update.conflicts.empty()) {
+    FERRY_ASSIGN_OR_RETURN(
+        auto trim,
+        db_->Prepare(
+            "DELETE FROM conflicts WHERE id <= (SELECT MAX(id) FROM conflicts) - ?"));
+    FERRY_RETURN_IF_ERROR(trim.Bind(1, kConflictsKeptMax).Run());
+  }
+  return tx.Commit();
+}
+
+absl::Status ShadowStore::Load(ItemMap* items, StampMap* stamps) {
+  FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT id, item, stamp FROM items"));
+  for (;;) {
+    FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    v1::Item item;
+    std::string blob = s.ColumnBlob(1);
+    if (!item.ParseFromString(blob)) {
+      return absl::DataLossError(StrCat("shadow: item ", s.ColumnText(0), " is damaged"));
+    }
+    std::string id = s.ColumnText(0);
+    (*stamps)[id] = s.ColumnBlob(2);
+    (*items)[id] = std::move(item);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ShadowStore::Meta(const std::string& key) {
+  FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT value FROM meta WHERE key = ?"));
+  s.BindText(1, key);
+  FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.ColumnBlob(0) : std::string();
+}
+
+absl::StatusOr<uint64_t> ShadowStore::Cursor() {
+  FERRY_ASSIGN_OR_RETURN(std::string text, Meta(kCursorKey));
+  return ParseCount(text);
+}
+
+absl::StatusOr<std::string> ShadowStore::Intent() { return Meta(kIntentKey); }
+
+absl::StatusOr<uint64_t> ShadowStore::Hlc() {
+  FERRY_ASSIGN_OR_RETURN(std::string text, Meta(kHlcKey));
+  return ParseCount(text);
+}
+
+absl::StatusOr<std::string> ShadowStore::Setting(const std::string& key) {
+  return Meta("setting/" + key);
+}
+
+absl::StatusOr<std::vector<ConflictRecord>> ShadowStore::Conflicts() {
+  FERRY_ASSIGN_OR_RETURN(auto s,
+                         db_->Prepare("SELECT id, time_ms, item_id, kind, kept_as, "
+                                      "detail FROM conflicts ORDER BY id"));
+  std::vector<ConflictRecord> out;
+  for (;;) {
+    FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back({s.ColumnInt(0), s.ColumnInt(1), s.ColumnText(2), s.ColumnText(3),
+                   s.ColumnText(4), s.ColumnText(5)});
+  }
+  return out;
+}
+
+absl::StatusOr<size_t> ShadowStore::ItemCount() {
+  FERRY_ASSIGN_OR_RETURN(auto s, db_->Prepare("SELECT COUNT(*) FROM items"));
+  FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return absl::InternalError("COUNT returned no row");
+  return static_cast<size_t>(s.ColumnInt(0));
+}
+
+}  // namespace ferry::engine

@@ -1,0 +1,162 @@
+#include "src/engine/transfer.h"
+
+#include <algorithm>
+#include <set>
+
+#include "src/core/limits.h"
+#include "src/core/status_macros.h"
+#include "src/core/strings.h"
+#include "src/engine/items.h"
+
+namespace ferry::engine {
+namespace {
+
+// Sealed bytes per PutChunks call; a call holds at most this much in memory.
+constexpr size_t kUploadBatchBytesMax = 4u << 20;
+
+// The ids the store lacks among `ids`, asked in bounded batches.
+absl::StatusOr<std::set<std::string>> MissingChunks(const TransferContext& c,
+                                                    const std::vector<std::string>& ids) {
+  std::set<std::string> missing;
+  for (size_t start = 0; start < ids.size(); start += kChunkIdsPerRequestMax) {
+    size_t end = std::min(ids.size(), start + kChunkIdsPerRequestMax);
+    std::vector<std::string> batch(ids.begin() + start, ids.begin() + end);
+    FERRY_ASSIGN_OR_RETURN(std::vector<bool> present,
+                           c.client->HasChunks(c.collection_id, batch));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!present[i]) missing.insert(batch[i]);
+    }
+  }
+  return missing;
+}
+
+}  // namespace
+
+absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1::Op>& ops,
+                                 const std::map<std::string, LocalItem>& local) {
+  v1::Transaction all;
+  for (const v1::Op& op : ops) *all.add_ops() = op;
+  std::vector<std::string> ids = seal::ReferencedChunkIds(all);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  FERRY_ASSIGN_OR_RETURN(std::set<std::string> missing, MissingChunks(c, ids));
+  if (missing.empty()) return absl::OkStatus();
+
+  std::vector<std::pair<std::string, std::string>> batch;
+  size_t batch_bytes = 0;
+  auto flush = [&]() -> absl::Status {
+    if (batch.empty()) return absl::OkStatus();
+    FERRY_RETURN_IF_ERROR(c.client->PutChunks(c.collection_id, batch).status());
+    c.report->uploaded_chunks += batch.size();
+    c.report->pushed_bytes += batch_bytes;
+    batch.clear();
+    batch_bytes = 0;
+    return absl::OkStatus();
+  };
+  // Each missing chunk is read from the first local item that holds it.
+  for (const v1::Op& op : ops) {
+    if (missing.empty()) break;
+    const std::string& id = OpTarget(op);
+    auto it = local.find(id);
+    if (it == local.end()) continue;
+    for (const v1::Field& field : it->second.item.fields()) {
+      if (!field.has_content()) continue;
+      bool wanted = false;
+      for (const v1::ChunkRef& ref : field.content().chunks())
+        wanted |= missing.contains(ref.id());
+      if (!wanted) continue;
+      FERRY_RETURN_IF_ERROR(c.connector->ReadContent(
+          it->second.item, field.name(),
+          [&](const v1::ChunkRef& ref, std::string_view plain) -> absl::Status {
+            if (!missing.contains(ref.id())) return absl::OkStatus();
+            FERRY_ASSIGN_OR_RETURN(
+                seal::SealedChunk sealed,
+                seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain));
+            if (sealed.id != ref.id()) {
+              return absl::FailedPreconditionError(
+                  StrCat(id, " changed while it was being uploaded"));
+            }
+            missing.erase(ref.id());
+            batch_bytes += sealed.data.size();
+            batch.emplace_back(std::move(sealed.id), std::move(sealed.data));
+            if (batch_bytes >= kUploadBatchBytesMax || batch.size() >= kChunksPerPutMax) {
+              return flush();
+            }
+            return absl::OkStatus();
+          }));
+    }
+  }
+  FERRY_RETURN_IF_ERROR(flush());
+  if (!missing.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat(missing.size(), " chunks could not be read from local data"));
+  }
+  return absl::OkStatus();
+}
+
+EngineChunkSource::EngineChunkSource(const TransferContext& context,
+                                     const std::map<std::string, LocalItem>& local)
+    : context_(context) {
+  for (const auto& [id, entry] : local) {
+    for (const v1::Field& field : entry.item.fields()) {
+      if (!field.has_content()) continue;
+      uint64_t offset = 0;
+      for (const v1::ChunkRef& ref : field.content().chunks()) {
+        places_.try_emplace(ref.id(), Place{id, field.name(), offset});
+        offset += ref.size();
+      }
+    }
+  }
+}
+
+std::optional<std::string> EngineChunkSource::ReadLocal(const v1::ChunkRef& ref) {
+  auto it = places_.find(ref.id());
+  if (it == places_.end()) return std::nullopt;
+  const Place& place = it->second;
+  absl::StatusOr<std::string> data =
+      context_.connector->ReadRange(place.item_id, place.field, place.offset, ref.size());
+  // Local data may have changed since the scan: only bytes that hash to the id count.
+  if (!data.ok() || context_.hasher->ChunkId(*data) != ref.id()) {
+    places_.erase(it);
+    return std::nullopt;
+  }
+  return *std::move(data);
+}
+
+absl::StatusOr<std::vector<std::string>> EngineChunkSource::Fetch(
+    const std::vector<v1::ChunkRef>& refs) {
+  if (refs.size() > kChunkIdsPerRequestMax) {
+    return absl::InvalidArgumentError("too many chunks in one fetch");
+  }
+  std::vector<std::string> out(refs.size());
+  std::vector<std::string> download_ids;
+  std::vector<size_t> download_at;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    std::optional<std::string> local = ReadLocal(refs[i]);
+    if (local.has_value()) {
+      out[i] = *std::move(local);
+      context_.report->local_chunks += 1;
+    } else {
+      download_ids.push_back(refs[i].id());
+      download_at.push_back(i);
+    }
+  }
+  if (download_ids.empty()) return out;
+  FERRY_ASSIGN_OR_RETURN(
+      auto sealed, context_.client->GetChunks(context_.collection_id, download_ids));
+  for (size_t j = 0; j < sealed.size(); ++j) {
+    context_.report->pulled_bytes += sealed[j].second.size();
+    FERRY_ASSIGN_OR_RETURN(
+        out[download_at[j]],
+        seal::OpenChunk(*context_.key, *context_.hasher, context_.collection_id,
+                        download_ids[j], sealed[j].second));
+    if (out[download_at[j]].size() != refs[download_at[j]].size()) {
+      return absl::DataLossError(
+          "a downloaded chunk has another size than its reference");
+    }
+  }
+  context_.report->downloaded_chunks += sealed.size();
+  return out;
+}
+
+}  // namespace ferry::engine

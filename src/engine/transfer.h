@@ -1,0 +1,57 @@
+// Moving chunks between a device and the store: uploading what the store lacks, and
+// resolving chunks for a connector that writes content (local data first, then the
+// store).
+#ifndef FERRY_ENGINE_TRANSFER_H_
+#define FERRY_ENGINE_TRANSFER_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "include/ferry/connector.h"
+#include "include/ferry/engine.h"
+#include "src/net/client.h"
+#include "src/seal/seal.h"
+
+namespace ferry::engine {
+
+struct TransferContext {
+  std::string collection_id;
+  const seal::CollectionKey* key = nullptr;
+  const seal::ContentHasher* hasher = nullptr;
+  net::Client* client = nullptr;
+  Connector* connector = nullptr;
+  SyncReport* report = nullptr;
+};
+
+// Uploads every chunk that `ops` reference and the store lacks, reading content from
+// the local items `local` through the connector.
+absl::Status UploadMissingChunks(const TransferContext& context,
+                                 const std::vector<v1::Op>& ops,
+                                 const std::map<std::string, LocalItem>& local);
+
+// A ChunkSource that reads chunks from local objects where the scan saw them, checks
+// each against its id, and downloads the rest.
+class EngineChunkSource final : public ChunkSource {
+ public:
+  EngineChunkSource(const TransferContext& context,
+                    const std::map<std::string, LocalItem>& local);
+  absl::StatusOr<std::vector<std::string>> Fetch(
+      const std::vector<v1::ChunkRef>& refs) override;
+
+ private:
+  struct Place {
+    std::string item_id;
+    std::string field;
+    uint64_t offset = 0;
+  };
+  std::optional<std::string> ReadLocal(const v1::ChunkRef& ref);
+
+  TransferContext context_;
+  std::map<std::string, Place> places_;  // chunk id -> where local data holds it
+};
+
+}  // namespace ferry::engine
+
+#endif  // FERRY_ENGINE_TRANSFER_H_

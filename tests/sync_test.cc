@@ -1,0 +1,353 @@
+// File sync end to end: a real ferryd, three devices with their own homes and folders,
+// the real engine and files connector.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "src/client/collections.h"
+#include "src/client/device.h"
+#include "src/engine/items.h"
+#include "src/seal/seal.h"
+#include "tests/process.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+using client::Device;
+using client::LocalCollection;
+using testing::FerrydProcess;
+using testing::TempDir;
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(random());
+  return out;
+}
+
+void WriteFile(const fs::path& path, const std::string& data) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
+// Every entry of a tree: type, mode, content or target, mtime of files.
+std::map<std::string, std::string> Describe(const fs::path& root) {
+  std::map<std::string, std::string> out;
+  for (auto it = fs::recursive_directory_iterator(root);
+       it != fs::recursive_directory_iterator(); ++it) {
+    std::string rel = fs::relative(it->path(), root).string();
+    struct stat st;
+    ::lstat(it->path().c_str(), &st);
+    std::string what;
+    if (S_ISLNK(st.st_mode)) {
+      what = "link:" + fs::read_symlink(it->path()).string();
+    } else if (S_ISDIR(st.st_mode)) {
+      what = "dir:" + std::to_string(st.st_mode & 07777);
+    } else {
+      what = "file:" + std::to_string(st.st_mode & 07777) + ":" +
+             std::to_string(st.st_mtim.tv_sec) + "." +
+             std::to_string(st.st_mtim.tv_nsec) + ":" +
+             seal::ToHex(ReadFile(it->path()).substr(0, 64)) + ":" +
+             std::to_string(st.st_size) + ":" +
+             std::to_string(std::hash<std::string>()(ReadFile(it->path())));
+    }
+    out[rel] = what;
+  }
+  return out;
+}
+
+struct TestDevice {
+  std::unique_ptr<Device> device;
+  LocalCollection local;
+  fs::path root;
+
+  SyncReport Sync(bool allow_mass_delete = false) {
+    SyncOptions options;
+    options.allow_mass_delete = allow_mass_delete;
+    auto report = client::SyncCollection(*device, local, options);
+    EXPECT_TRUE(report.ok()) << report.status();
+    return report.ok() ? *report : SyncReport();
+  }
+  absl::StatusOr<SyncReport> TrySync(bool allow_mass_delete = false) {
+    SyncOptions options;
+    options.allow_mass_delete = allow_mass_delete;
+    return client::SyncCollection(*device, local, options);
+  }
+};
+
+class SyncTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seal::Init();
+    server_ = std::make_unique<FerrydProcess>(dir_ / "server");
+    ASSERT_TRUE(server_->ok()) << server_->error();
+    a_ = MakeDevice("a", true);
+    b_ = MakeDevice("b", false);
+    c_ = MakeDevice("c", false);
+  }
+
+  TestDevice MakeDevice(const std::string& name, bool create) {
+    client::LoginOptions options{dir_ / ("home-" + name),
+                                 server_->address(),
+                                 "alice",
+                                 "passphrase",
+                                 name,
+                                 server_->fingerprint(),
+                                 true};
+    auto device = create ? Device::CreateAccount(options) : Device::Login(options);
+    EXPECT_TRUE(device.ok()) << device.status();
+    TestDevice d;
+    d.device = *std::move(device);
+    d.root = dir_ / ("root-" + name);
+    auto local = client::AddCollection(*d.device, "Docs", "files", d.root.string());
+    EXPECT_TRUE(local.ok()) << local.status();
+    d.local = *local;
+    return d;
+  }
+
+  void ExpectSameTrees() {
+    auto a = Describe(a_.root), b = Describe(b_.root), c = Describe(c_.root);
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a, c);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FerrydProcess> server_;
+  TestDevice a_, b_, c_;
+};
+
+TEST_F(SyncTest, InitialSyncEditsAndDeletes) {
+  WriteFile(a_.root / "notes.txt", "hello\n");
+  WriteFile(a_.root / "deep/er/tree/file.bin", RandomBytes(3 << 20, 1));
+  fs::create_directories(a_.root / "empty/dir");
+  fs::create_symlink("deep/er", a_.root / "link");
+  ::chmod((a_.root / "notes.txt").c_str(), 0600);
+  SyncReport first = a_.Sync();
+  EXPECT_GT(first.uploaded_chunks, 0u);
+  b_.Sync();
+  c_.Sync();
+  ExpectSameTrees();
+  EXPECT_EQ(ReadFile(b_.root / "notes.txt"), "hello\n");
+  EXPECT_TRUE(fs::is_symlink(c_.root / "link"));
+
+  WriteFile(b_.root / "notes.txt", "hello\nworld\n");
+  fs::remove_all(b_.root / "empty");
+  b_.Sync();
+  a_.Sync();
+  c_.Sync();
+  ExpectSameTrees();
+  EXPECT_EQ(ReadFile(a_.root / "notes.txt"), "hello\nworld\n");
+  EXPECT_FALSE(fs::exists(c_.root / "empty"));
+  // Nothing changed: a sync moves nothing.
+  SyncReport idle = a_.Sync();
+  EXPECT_EQ(idle.pushed_items, 0u);
+  EXPECT_EQ(idle.pulled_items, 0u);
+  EXPECT_EQ(idle.scanned_bytes, 0u);
+}
+
+TEST_F(SyncTest, IgnoredFilesStayHome) {
+  WriteFile(a_.root / ".ferryignore", "*.log\nbuild/\n!keep.log\n");
+  WriteFile(a_.root / "app.log", "noise");
+  WriteFile(a_.root / "keep.log", "wanted");
+  WriteFile(a_.root / "build/out.o", "object");
+  WriteFile(a_.root / ".notes.txt.swp", "editor swap file");
+  WriteFile(a_.root / "src/main.cc", "int main() {}");
+  a_.Sync();
+  b_.Sync();
+  EXPECT_TRUE(fs::exists(b_.root / ".ferryignore"));
+  EXPECT_TRUE(fs::exists(b_.root / "keep.log"));
+  EXPECT_TRUE(fs::exists(b_.root / "src/main.cc"));
+  EXPECT_FALSE(fs::exists(b_.root / "app.log"));
+  EXPECT_FALSE(fs::exists(b_.root / "build"));
+  EXPECT_FALSE(fs::exists(b_.root / ".notes.txt.swp"));
+  // Deleting an ignored file deletes nothing elsewhere, and it stays where it is.
+  WriteFile(b_.root / "app.log", "b's own log");
+  b_.Sync();
+  a_.Sync();
+  EXPECT_EQ(ReadFile(a_.root / "app.log"), "noise");
+}
+
+TEST_F(SyncTest, InsertAtTheStartOfALargeFileCostsLittle) {
+  std::string data = RandomBytes(8 << 20, 2);
+  WriteFile(a_.root / "big.bin", data);
+  a_.Sync();
+  b_.Sync();
+  WriteFile(a_.root / "big.bin", "inserted at the start " + data);
+  SyncReport edit = a_.Sync();
+  EXPECT_LE(edit.uploaded_chunks, 2u);
+  EXPECT_LT(edit.pushed_bytes, 512u << 10) << "bytes pushed for a 22-byte insert";
+  SyncReport got = b_.Sync();
+  EXPECT_LE(got.downloaded_chunks, 2u);
+  EXPECT_GT(got.local_chunks, 0u);
+  EXPECT_EQ(ReadFile(b_.root / "big.bin"), "inserted at the start " + data);
+}
+
+TEST_F(SyncTest, RenamesMoveNoContent) {
+  for (int i = 0; i < 20; ++i) {
+    WriteFile(a_.root / "photos" / ("p" + std::to_string(i) + ".jpg"),
+              RandomBytes(20000, 10 + i));
+  }
+  WriteFile(a_.root / "single.txt", RandomBytes(5000, 99));
+  a_.Sync();
+  b_.Sync();
+  fs::rename(a_.root / "photos", a_.root / "pictures");
+  fs::rename(a_.root / "single.txt", a_.root / "pictures/renamed.txt");
+  SyncReport moved = a_.Sync();
+  EXPECT_EQ(moved.uploaded_chunks, 0u);
+  SyncReport got = b_.Sync();
+  EXPECT_EQ(got.downloaded_chunks, 0u);
+  c_.Sync();
+  ExpectSameTrees();
+  EXPECT_TRUE(fs::exists(b_.root / "pictures/p7.jpg"));
+  EXPECT_FALSE(fs::exists(b_.root / "photos"));
+}
+
+TEST_F(SyncTest, ConcurrentEditsKeepBothVersions) {
+  WriteFile(a_.root / "report.txt", "original\n");
+  a_.Sync();
+  b_.Sync();
+  WriteFile(a_.root / "report.txt", "edited on a\n");
+  WriteFile(b_.root / "report.txt", "edited on b, later\n");
+  // b's edit is the later one.
+  auto later = fs::last_write_time(a_.root / "report.txt") + std::chrono::seconds(5);
+  fs::last_write_time(b_.root / "report.txt", later);
+  a_.Sync();
+  SyncReport merged = b_.Sync();
+  EXPECT_EQ(merged.conflicts, 1u);
+  a_.Sync();
+  c_.Sync();
+  ExpectSameTrees();
+  EXPECT_EQ(ReadFile(c_.root / "report.txt"), "edited on b, later\n");
+  int copies = 0;
+  for (const auto& entry : fs::directory_iterator(c_.root)) {
+    std::string name = entry.path().filename().string();
+    if (name.starts_with("report.conflict-") && name.ends_with(".txt")) {
+      ++copies;
+      EXPECT_EQ(ReadFile(entry.path()), "edited on a\n");
+    }
+  }
+  EXPECT_EQ(copies, 1);
+  auto conflicts = client::ListConflicts(b_.local);
+  ASSERT_TRUE(conflicts.ok());
+  ASSERT_EQ(conflicts->size(), 1u);
+  EXPECT_EQ((*conflicts)[0].kind, "edit/edit");
+}
+
+TEST_F(SyncTest, EditBeatsDelete) {
+  WriteFile(a_.root / "keep.txt", "v1\n");
+  WriteFile(a_.root / "other.txt", "so that the folder is not emptied\n");
+  a_.Sync();
+  b_.Sync();
+  fs::remove(a_.root / "keep.txt");
+  WriteFile(b_.root / "keep.txt", "v2 from b\n");
+  a_.Sync();
+  b_.Sync();
+  a_.Sync();
+  EXPECT_EQ(ReadFile(a_.root / "keep.txt"), "v2 from b\n");
+  EXPECT_EQ(ReadFile(b_.root / "keep.txt"), "v2 from b\n");
+}
+
+TEST_F(SyncTest, OfflineDeviceCatchesUp) {
+  WriteFile(a_.root / "log.txt", "0\n");
+  a_.Sync();
+  c_.Sync();
+  std::string text = "0\n";
+  for (int round = 1; round <= 12; ++round) {
+    text += std::to_string(round) + "\n";
+    TestDevice& writer = round % 2 ? a_ : b_;
+    writer.Sync();
+    WriteFile(writer.root / "log.txt", text);
+    WriteFile(writer.root / ("round-" + std::to_string(round)), text);
+    writer.Sync();
+  }
+  a_.Sync();
+  b_.Sync();
+  c_.Sync();  // offline for all twelve rounds
+  ExpectSameTrees();
+  EXPECT_EQ(ReadFile(c_.root / "log.txt"), text);
+}
+
+TEST_F(SyncTest, MassDeletionGuard) {
+  for (int i = 0; i < 12; ++i) WriteFile(a_.root / ("f" + std::to_string(i)), "x");
+  a_.Sync();
+  b_.Sync();
+  // An unmounted (missing) root.
+  fs::rename(a_.root, dir_ / "elsewhere");
+  auto missing = a_.TrySync();
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(missing.status().message().find("missing"), std::string::npos)
+      << missing.status();
+  fs::rename(dir_ / "elsewhere", a_.root);
+  // An emptied root.
+  for (int i = 0; i < 12; ++i) fs::remove(a_.root / ("f" + std::to_string(i)));
+  auto emptied = a_.TrySync();
+  EXPECT_EQ(emptied.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(emptied.status().message().find("allow-mass-delete"), std::string::npos);
+  b_.Sync();
+  EXPECT_TRUE(fs::exists(b_.root / "f3"));  // nothing was deleted remotely
+  a_.Sync(/*allow_mass_delete=*/true);
+  b_.Sync();
+  EXPECT_FALSE(fs::exists(b_.root / "f3"));
+}
+
+// Transactions sealed with the right key but naming paths outside the root.
+TEST_F(SyncTest, HostileTransactionsWriteNothingOutsideTheRoot) {
+  WriteFile(a_.root / "ok.txt", "fine");
+  a_.Sync();
+  b_.Sync();
+  fs::path outside = dir_ / "outside";
+  fs::create_directories(outside);
+  auto info = a_.device->FindCollection("Docs");
+  ASSERT_TRUE(info.ok());
+  auto put = [&](const std::string& id, const std::string& type,
+                 const std::string& target) {
+    v1::Item item;
+    item.set_id(id);
+    engine::SetBytesField(&item, "type", type);
+    engine::SetBytesField(&item, "mode", "644");
+    if (type == "symlink") engine::SetBytesField(&item, "target", target);
+    return engine::MakePut(item);
+  };
+  std::string escape =
+      "../" + fs::relative(outside, b_.root.parent_path()).string() + "/evil";
+  auto refused = [](const SyncReport& report, const std::string& id) {
+    for (const auto& [what, why] : report.skipped) {
+      if (what == id && why.starts_with("refused")) return true;
+    }
+    return false;
+  };
+  for (const std::string& id :
+       {escape, std::string("/tmp/evil-abs"), std::string("a/../../x")}) {
+    ASSERT_TRUE(a_.device->AppendOps(*info, {put(id, "dir", "")}).ok());
+    SyncReport report = b_.Sync();  // the item is refused; the sync goes on
+    EXPECT_TRUE(refused(report, id)) << id;
+  }
+  // A symlink that points outside, then a directory and a file "through" it.
+  ASSERT_TRUE(a_.device
+                  ->AppendOps(*info, {put("link", "symlink", outside.string()),
+                                      put("link/evil", "dir", "")})
+                  .ok());
+  SyncReport through = b_.Sync();
+  EXPECT_TRUE(refused(through, "link/evil"));
+  EXPECT_TRUE(fs::is_symlink(b_.root / "link"));
+  EXPECT_TRUE(fs::is_empty(outside));
+  // The refused items stay refused, and are not taken for local deletions.
+  SyncReport again = b_.Sync();
+  EXPECT_EQ(again.pushed_items, 0u);
+  EXPECT_FALSE(fs::exists("/tmp/evil-abs"));
+  EXPECT_EQ(ReadFile(b_.root / "ok.txt"), "fine");
+}
+
+}  // namespace
+}  // namespace ferry
