@@ -69,12 +69,32 @@ void BM_PutChunk(benchmark::State& state) {
     std::string id(32, '\0');
     for (int i = 0; i < 8; ++i) id[i] = static_cast<char>(n >> (8 * i));
     ++n;
-    auto stored = store.backend->PutChunk("c", id, data);
+    auto stored = store.backend->PutChunks("c", {{id, data}});
     benchmark::DoNotOptimize(stored);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * data.size()));
 }
 BENCHMARK(BM_PutChunk)->Arg(64 << 10)->Unit(benchmark::kMicrosecond);
+
+// A batch of 64 chunks of 64 KiB, as a PutChunks stream stores them.
+void BM_PutChunkBatch(benchmark::State& state) {
+  Store store;
+  std::string data(64 << 10, 'x');
+  uint64_t n = 0;
+  for (auto _ : state) {
+    std::vector<std::pair<std::string, std::string>> batch;
+    for (int i = 0; i < 64; ++i, ++n) {
+      std::string id(32, '\0');
+      for (int b = 0; b < 8; ++b) id[b] = static_cast<char>(n >> (8 * b));
+      batch.emplace_back(id, data);
+    }
+    auto stored = store.backend->PutChunks("c", batch);
+    benchmark::DoNotOptimize(stored);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 64 * data.size()));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * 64));
+}
+BENCHMARK(BM_PutChunkBatch)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace ferry::server

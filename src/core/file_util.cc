@@ -77,6 +77,25 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view data, int
   return SyncDir(DirName(path));
 }
 
+absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode) {
+  int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return ErrnoStatus(errno, "create", path);
+  absl::Status status = WriteAll(fd, data, path);
+  if (::close(fd) != 0 && status.ok()) status = ErrnoStatus(errno, "close", path);
+  if (!status.ok()) ::unlink(path.c_str());
+  return status;
+}
+
+absl::Status SyncFilesystem(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open directory", path);
+  absl::Status status;
+  if (::syncfs(fd) != 0) status = ErrnoStatus(errno, "syncfs", path);
+  ::close(fd);
+  return status;
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path, size_t bytes_max) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, "open", path);

@@ -14,6 +14,12 @@ namespace ferry {
 // Replaces `path` with `data` atomically; the file gets `mode` (before umask).
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data,
                              int mode = 0644);
+// Writes `data` to a new file `path` (O_EXCL) without fsync: for batches that make
+// many files durable at once with SyncFilesystem.
+absl::Status WriteNewFile(const std::string& path, std::string_view data, int mode);
+// syncfs(2) of the file system holding `path`: every write and rename on it so far is
+// durable when this returns. One call replaces an fsync per file in a batch.
+absl::Status SyncFilesystem(const std::string& path);
 // Reads a whole file of at most `bytes_max` bytes. NOT_FOUND when it does not exist.
 absl::StatusOr<std::string> ReadFile(const std::string& path,
                                      size_t bytes_max = 64u << 20);

@@ -45,6 +45,10 @@ constexpr size_t kMassDeleteItemsMin = 10;
 // link in the way): kept in the shadow so its absence here is not a deletion, retried
 // at every sync.
 constexpr char kRefusedStamp[] = "refused";
+// Chunk bytes downloaded ahead of the writes that need them (memory bound).
+constexpr uint64_t kPrefetchBytesMax = 32u << 20;
+// Local changes between two progress reports.
+constexpr uint64_t kProgressEveryItems = 64;
 
 class RealEnv final : public Env {
  public:
@@ -80,10 +84,9 @@ struct LocalAction {
 };
 
 struct MergePlan {
-  std::vector<LocalAction> actions;        // to apply locally, in order
-  std::map<std::string, v1::Item> push;    // ours to push: id -> target item
-  std::set<std::string> push_deletes;      // ids we deleted
-  std::map<std::string, v1::Item> synced;  // shadow state for items settled locally
+  std::vector<LocalAction> actions;      // to apply locally, in order
+  std::map<std::string, v1::Item> push;  // ours to push: id -> target item
+  std::set<std::string> push_deletes;    // ids we deleted
   std::vector<engine::ConflictRecord> conflicts;
   std::map<std::string, v1::Item> conflict_copies;  // theirs kept beside ours, to write
 };
@@ -120,10 +123,13 @@ class Cycle {
                           std::set<std::string>* refused);
   std::vector<v1::Op> MakeOps(const MergePlan& plan, const ItemMap& synced);
   absl::Status Push(std::vector<v1::Op> ops,
-                    const std::map<std::string, LocalItem>& local, uint64_t cursor,
-                    bool* again);
+                    const std::map<std::string, LocalItem>& local, ItemMap synced,
+                    uint64_t cursor, bool* again);
   absl::Status CommitPushed(const v1::Transaction& tx, uint64_t seq,
-                            const std::map<std::string, LocalItem>& local);
+                            const std::map<std::string, LocalItem>& local,
+                            ItemMap* synced);
+  // Renews the lease when half of it has run out, or takes it again when it was lost.
+  absl::Status KeepLease();
   uint64_t NextHlc();
 
   const EngineConfig& c_;
@@ -133,6 +139,7 @@ class Cycle {
   seal::ContentHasher hasher_;
   engine::TransferContext transfer_;
   uint64_t fencing_token_ = 0;
+  int64_t lease_expires_ms_ = 0;
   uint64_t hlc_ = 0;
 };
 
@@ -202,6 +209,7 @@ absl::Status Cycle::AcquireLease() {
         c_.client->AcquireLease(c_.collection_id, options_.lease_ttl_ms);
     if (lease.ok()) {
       fencing_token_ = lease->fencing_token();
+      lease_expires_ms_ = env_->NowMs() + options_.lease_ttl_ms;  // by our clock
       return absl::OkStatus();
     }
     if (!absl::IsFailedPrecondition(lease.status())) return lease.status();
@@ -209,6 +217,25 @@ absl::Status Cycle::AcquireLease() {
   }
   return absl::UnavailableError(
       "another device kept the collection busy; try again later");
+}
+
+absl::Status Cycle::KeepLease() {
+  if (fencing_token_ == 0) return absl::OkStatus();
+  int64_t now = env_->NowMs();
+  if (now < lease_expires_ms_ - static_cast<int64_t>(options_.lease_ttl_ms / 2)) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<v1::Lease> renewed =
+      c_.client->RenewLease(c_.collection_id, fencing_token_, options_.lease_ttl_ms);
+  if (renewed.ok()) {
+    lease_expires_ms_ = now + options_.lease_ttl_ms;
+    return absl::OkStatus();
+  }
+  if (!absl::IsFailedPrecondition(renewed.status())) return renewed.status();
+  // Lost while we worked (it ran out and another device took it): take it again. The
+  // log stays linear anyway: our append still needs the current head.
+  fencing_token_ = 0;
+  return AcquireLease();
 }
 
 void Cycle::ReleaseLease() {
@@ -326,8 +353,6 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
           plan.push[id] = *o;
         else
           plan.push_deletes.insert(id);
-      } else if (t != nullptr) {
-        plan.synced[id] = *t;
       }
       continue;
     }
@@ -352,10 +377,7 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
       }
       continue;
     }
-    if (SameOrBothAbsent(o, t)) {
-      if (t != nullptr) plan.synced[id] = *t;
-      continue;
-    }
+    if (SameOrBothAbsent(o, t)) continue;
     MergeBothChanged(id, o, t, scan, pulled, &plan);
   }
   // A local move done for a remote move replaces the delete of its source.
@@ -452,7 +474,28 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     }
     return absl::InternalError("unknown action");
   };
-  for (const LocalAction& a : plan.actions) {
+  // Chunks to download are fetched ahead for groups of writes, in few large requests.
+  size_t prefetched_until = 0;
+  for (size_t index = 0; index < plan.actions.size(); ++index) {
+    const LocalAction& a = plan.actions[index];
+    if (index >= prefetched_until) {
+      std::vector<v1::ChunkRef> refs;
+      uint64_t bytes = 0;
+      size_t end = index;
+      for (; end < plan.actions.size() && bytes < kPrefetchBytesMax; ++end) {
+        const v1::Item* after = plan.actions[end].after;
+        if (after == nullptr) continue;
+        for (const v1::Field& f : after->fields()) {
+          if (!f.has_content()) continue;
+          for (const v1::ChunkRef& ref : f.content().chunks()) {
+            refs.push_back(ref);
+            bytes += ref.size();
+          }
+        }
+      }
+      FERRY_RETURN_IF_ERROR(chunks.Prefetch(refs));
+      prefetched_until = std::max(end, index + 1);
+    }
     absl::StatusOr<std::string> stamp = run(a);
     if (absl::IsAborted(stamp.status())) {
       // Changed locally during the sync: merged next time, never overwritten.
@@ -471,6 +514,9 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     }
     FERRY_RETURN_IF_ERROR(stamp.status());
     report_->pulled_items += 1;
+    if (options_.progress && report_->pulled_items % kProgressEveryItems == 0) {
+      options_.progress(*report_);
+    }
     if (a.kind == LocalAction::kMove) (*stamps)[a.from] = "";
     (*stamps)[a.id] = *stamp;
   }
@@ -527,7 +573,6 @@ absl::Status Cycle::RunOnce(bool* again) {
     return absl::OkStatus();
   }
   ShadowUpdate update;
-  ItemMap synced = pulled.theirs;
   for (const auto& [id, item] : base) {
     if (pulled.theirs.contains(id)) continue;
     if (refused.contains(id)) {
@@ -545,6 +590,13 @@ absl::Status Cycle::RunOnce(bool* again) {
                         : applied != stamps.end()     ? applied->second
                         : scanned != scan.items.end() ? scanned->second.stamp
                                                       : std::string();
+    // Only what changed is written: a sync that changes nothing writes nothing.
+    auto old_item = base.find(id);
+    auto old_stamp = base_stamps.find(id);
+    if (old_item != base.end() && old_stamp != base_stamps.end() &&
+        old_stamp->second == stamp && engine::SameItem(old_item->second, item)) {
+      continue;
+    }
     update.put.emplace_back(item, stamp);
   }
   update.cursor = pulled.cursor;
@@ -552,7 +604,7 @@ absl::Status Cycle::RunOnce(bool* again) {
   update.conflicts = plan.conflicts;
   FERRY_RETURN_IF_ERROR(c_.shadow->Commit(update));
 
-  std::vector<v1::Op> ops = MakeOps(plan, synced);
+  std::vector<v1::Op> ops = MakeOps(plan, pulled.theirs);
   if (ops.empty()) return absl::OkStatus();
   // Conflict copies made by this merge are local items too, under their new ids.
   std::map<std::string, LocalItem> local = scan.items;
@@ -560,7 +612,7 @@ absl::Status Cycle::RunOnce(bool* again) {
     if (!local.contains(id))
       local[id] = LocalItem{item, stamps.count(id) ? stamps[id] : ""};
   }
-  return Push(std::move(ops), local, pulled.cursor, again);
+  return Push(std::move(ops), local, std::move(pulled.theirs), pulled.cursor, again);
 }
 
 // Our changes as ops against their state. A delete and a create of equal content
@@ -609,11 +661,11 @@ std::vector<v1::Op> Cycle::MakeOps(const MergePlan& plan, const ItemMap& synced)
   return ops;
 }
 
+// Folds a committed transaction into the shadow: only the items its ops touched.
 absl::Status Cycle::CommitPushed(const v1::Transaction& tx, uint64_t seq,
-                                 const std::map<std::string, LocalItem>& local) {
-  ItemMap items;
-  StampMap stamps;
-  FERRY_RETURN_IF_ERROR(c_.shadow->Load(&items, &stamps));
+                                 const std::map<std::string, LocalItem>& local,
+                                 ItemMap* synced) {
+  ItemMap& items = *synced;
   ShadowUpdate update;
   for (const v1::Op& op : tx.ops()) {
     FERRY_RETURN_IF_ERROR(engine::ApplyOp(op, &items));
@@ -637,8 +689,8 @@ absl::Status Cycle::CommitPushed(const v1::Transaction& tx, uint64_t seq,
 }
 
 absl::Status Cycle::Push(std::vector<v1::Op> ops,
-                         const std::map<std::string, LocalItem>& local, uint64_t cursor,
-                         bool* again) {
+                         const std::map<std::string, LocalItem>& local, ItemMap synced,
+                         uint64_t cursor, bool* again) {
   FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(transfer_, ops, local));
   size_t next = 0;
   while (next < ops.size()) {
@@ -659,6 +711,7 @@ absl::Status Cycle::Push(std::vector<v1::Op> ops,
     ShadowUpdate intent;
     intent.intent = envelope;
     FERRY_RETURN_IF_ERROR(c_.shadow->Commit(intent));
+    FERRY_RETURN_IF_ERROR(KeepLease());
     absl::StatusOr<v1::AppendResponse> appended =
         c_.client->Append(c_.collection_id, envelope, fencing_token_);
     if (absl::IsAborted(appended.status())) {
@@ -669,7 +722,7 @@ absl::Status Cycle::Push(std::vector<v1::Op> ops,
       return absl::OkStatus();
     }
     FERRY_RETURN_IF_ERROR(appended.status());
-    FERRY_RETURN_IF_ERROR(CommitPushed(tx, appended->seq(), local));
+    FERRY_RETURN_IF_ERROR(CommitPushed(tx, appended->seq(), local, &synced));
     cursor = appended->seq();
     report_->pushed_transactions += 1;
     report_->pushed_items += static_cast<uint64_t>(tx.ops_size());

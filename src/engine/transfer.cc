@@ -12,7 +12,7 @@ namespace ferry::engine {
 namespace {
 
 // Sealed bytes per PutChunks call; a call holds at most this much in memory.
-constexpr size_t kUploadBatchBytesMax = 4u << 20;
+constexpr size_t kUploadBatchBytesMax = 16u << 20;
 
 // The ids the store lacks among `ids`, asked in bounded batches.
 absl::StatusOr<std::set<std::string>> MissingChunks(const TransferContext& c,
@@ -123,39 +123,71 @@ std::optional<std::string> EngineChunkSource::ReadLocal(const v1::ChunkRef& ref)
   return *std::move(data);
 }
 
+absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
+    const std::vector<v1::ChunkRef>& refs) {
+  std::vector<std::string> ids;
+  for (const v1::ChunkRef& ref : refs) ids.push_back(ref.id());
+  FERRY_ASSIGN_OR_RETURN(auto sealed,
+                         context_.client->GetChunks(context_.collection_id, ids));
+  std::vector<std::string> out(refs.size());
+  for (size_t j = 0; j < sealed.size(); ++j) {
+    context_.report->pulled_bytes += sealed[j].second.size();
+    FERRY_ASSIGN_OR_RETURN(
+        out[j], seal::OpenChunk(*context_.key, *context_.hasher, context_.collection_id,
+                                ids[j], sealed[j].second));
+    if (out[j].size() != refs[j].size()) {
+      return absl::DataLossError(
+          "a downloaded chunk has another size than its reference");
+    }
+  }
+  context_.report->downloaded_chunks += sealed.size();
+  return out;
+}
+
+absl::Status EngineChunkSource::Prefetch(const std::vector<v1::ChunkRef>& refs) {
+  prefetched_.clear();
+  std::vector<v1::ChunkRef> wanted;
+  std::set<std::string> seen;
+  for (const v1::ChunkRef& ref : refs) {
+    if (places_.contains(ref.id()) || !seen.insert(ref.id()).second) continue;
+    wanted.push_back(ref);
+  }
+  for (size_t start = 0; start < wanted.size(); start += kChunkIdsPerRequestMax) {
+    size_t end = std::min(wanted.size(), start + kChunkIdsPerRequestMax);
+    std::vector<v1::ChunkRef> batch(wanted.begin() + start, wanted.begin() + end);
+    FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Download(batch));
+    for (size_t i = 0; i < batch.size(); ++i)
+      prefetched_[batch[i].id()] = std::move(data[i]);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Fetch(
     const std::vector<v1::ChunkRef>& refs) {
   if (refs.size() > kChunkIdsPerRequestMax) {
     return absl::InvalidArgumentError("too many chunks in one fetch");
   }
   std::vector<std::string> out(refs.size());
-  std::vector<std::string> download_ids;
+  std::vector<v1::ChunkRef> download;
   std::vector<size_t> download_at;
   for (size_t i = 0; i < refs.size(); ++i) {
+    auto cached = prefetched_.find(refs[i].id());
+    if (cached != prefetched_.end()) {
+      out[i] = cached->second;
+      continue;
+    }
     std::optional<std::string> local = ReadLocal(refs[i]);
     if (local.has_value()) {
       out[i] = *std::move(local);
       context_.report->local_chunks += 1;
     } else {
-      download_ids.push_back(refs[i].id());
+      download.push_back(refs[i]);
       download_at.push_back(i);
     }
   }
-  if (download_ids.empty()) return out;
-  FERRY_ASSIGN_OR_RETURN(
-      auto sealed, context_.client->GetChunks(context_.collection_id, download_ids));
-  for (size_t j = 0; j < sealed.size(); ++j) {
-    context_.report->pulled_bytes += sealed[j].second.size();
-    FERRY_ASSIGN_OR_RETURN(
-        out[download_at[j]],
-        seal::OpenChunk(*context_.key, *context_.hasher, context_.collection_id,
-                        download_ids[j], sealed[j].second));
-    if (out[download_at[j]].size() != refs[download_at[j]].size()) {
-      return absl::DataLossError(
-          "a downloaded chunk has another size than its reference");
-    }
-  }
-  context_.report->downloaded_chunks += sealed.size();
+  if (download.empty()) return out;
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Download(download));
+  for (size_t j = 0; j < data.size(); ++j) out[download_at[j]] = std::move(data[j]);
   return out;
 }
 

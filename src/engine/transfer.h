@@ -40,7 +40,15 @@ class EngineChunkSource final : public ChunkSource {
   absl::StatusOr<std::vector<std::string>> Fetch(
       const std::vector<v1::ChunkRef>& refs) override;
 
+  // Downloads, in few large requests, the chunks among `refs` that no local object
+  // holds, and keeps them for the Fetch calls that follow. Replaces what an earlier
+  // Prefetch kept. The caller bounds the total size.
+  absl::Status Prefetch(const std::vector<v1::ChunkRef>& refs);
+
  private:
+  absl::StatusOr<std::vector<std::string>> Download(
+      const std::vector<v1::ChunkRef>& refs);
+
   struct Place {
     std::string item_id;
     std::string field;
@@ -50,6 +58,7 @@ class EngineChunkSource final : public ChunkSource {
 
   TransferContext context_;
   std::map<std::string, Place> places_;  // chunk id -> where local data holds it
+  std::map<std::string, std::string> prefetched_;  // chunk id -> plaintext
 };
 
 }  // namespace ferry::engine

@@ -14,6 +14,8 @@ namespace {
 
 // A Watch stream re-checks cancellation and shutdown at least this often.
 constexpr std::chrono::milliseconds kWatchPollInterval{500};
+// Sealed bytes held before a batch of chunks is stored.
+constexpr size_t kChunkBatchBytesMax = 8u << 20;
 
 absl::Status CheckChunkIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
   if (static_cast<size_t>(ids.size()) > kChunkIdsPerRequestMax) {
@@ -119,20 +121,31 @@ grpc::Status StoreService::HasChunks(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+// Chunks are stored in batches of one collection (bounded in bytes), so that one batch
+// costs the backend two flushes, not two per chunk.
 absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
                                        grpc::ServerReader<v1::Chunk>* reader,
                                        v1::PutChunksResponse* response) {
   FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(*context));
-  std::string authorized_collection;  // the stream's collections are checked as they come
+  std::string collection;  // of the batch; every collection is authorized when first seen
+  std::vector<std::pair<std::string, std::string>> batch;
+  size_t batch_bytes = 0;
+  size_t total = 0;
+  auto flush = [&]() -> absl::Status {
+    if (batch.empty()) return absl::OkStatus();
+    FERRY_ASSIGN_OR_RETURN(size_t stored, backend_->PutChunks(collection, batch));
+    response->set_stored(response->stored() + static_cast<uint32_t>(stored));
+    response->set_present(response->present() +
+                          static_cast<uint32_t>(batch.size() - stored));
+    batch.clear();
+    batch_bytes = 0;
+    return absl::OkStatus();
+  };
   v1::Chunk chunk;
-  for (size_t count = 0; reader->Read(&chunk); ++count) {
-    if (count >= kChunksPerPutMax) {
+  while (reader->Read(&chunk)) {
+    if (++total > kChunksPerPutMax) {
       return absl::InvalidArgumentError(
           StrCat("at most ", kChunksPerPutMax, " chunks per PutChunks"));
-    }
-    if (chunk.collection_id() != authorized_collection) {
-      FERRY_RETURN_IF_ERROR(auth_->Authorize(me, chunk.collection_id()).status());
-      authorized_collection = chunk.collection_id();
     }
     if (chunk.id().size() != kChunkIdBytes) {
       return absl::InvalidArgumentError("a chunk id is 32 bytes");
@@ -140,15 +153,16 @@ absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
     if (chunk.data().empty() || chunk.data().size() > kSealedChunkBytesMax) {
       return absl::InvalidArgumentError("sealed chunk size out of bounds");
     }
-    FERRY_ASSIGN_OR_RETURN(
-        bool stored, backend_->PutChunk(chunk.collection_id(), chunk.id(), chunk.data()));
-    if (stored) {
-      response->set_stored(response->stored() + 1);
-    } else {
-      response->set_present(response->present() + 1);
+    if (chunk.collection_id() != collection) {
+      FERRY_RETURN_IF_ERROR(flush());
+      FERRY_RETURN_IF_ERROR(auth_->Authorize(me, chunk.collection_id()).status());
+      collection = chunk.collection_id();
     }
+    batch_bytes += chunk.data().size();
+    batch.emplace_back(std::move(*chunk.mutable_id()), std::move(*chunk.mutable_data()));
+    if (batch_bytes >= kChunkBatchBytesMax) FERRY_RETURN_IF_ERROR(flush());
   }
-  return absl::OkStatus();
+  return flush();
 }
 
 grpc::Status StoreService::PutChunks(grpc::ServerContext* context,

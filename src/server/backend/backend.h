@@ -155,9 +155,11 @@ class Backend {
   // Chunks, content-addressed within a collection.
   virtual absl::StatusOr<std::vector<bool>> HasChunks(
       std::string_view collection_id, const std::vector<std::string>& ids) = 0;
-  // Stores a chunk durably; returns false when it was stored already.
-  virtual absl::StatusOr<bool> PutChunk(std::string_view collection_id,
-                                        std::string_view id, std::string_view data) = 0;
+  // Stores (id, data) chunks durably, as one batch; returns how many were new (the
+  // others were stored already). A chunk is recorded only once its data is durable.
+  virtual absl::StatusOr<size_t> PutChunks(
+      std::string_view collection_id,
+      const std::vector<std::pair<std::string, std::string>>& chunks) = 0;
   // NOT_FOUND when the chunk is not stored.
   virtual absl::StatusOr<std::string> GetChunk(std::string_view collection_id,
                                                std::string_view id) = 0;

@@ -119,16 +119,21 @@ TEST_P(BackendTest, AppendRefusesMissingChunk) {
   auto refused = backend_->Append(a);
   EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
   EXPECT_EQ(*backend_->Head("c1"), 0u);
-  ASSERT_TRUE(backend_->PutChunk("c1", std::string(32, 'x'), "sealed").ok());
+  ASSERT_TRUE(backend_->PutChunks("c1", {{std::string(32, 'x'), "sealed"}}).ok());
   EXPECT_TRUE(backend_->Append(a).ok());
 }
 
 TEST_P(BackendTest, ChunksAreContentAddressedPerCollection) {
   std::string id(32, 'a');
-  auto stored = backend_->PutChunk("c1", id, "data");
+  auto stored = backend_->PutChunks("c1", {{id, "data"}, {id, "data"}});
   ASSERT_TRUE(stored.ok());
-  EXPECT_TRUE(*stored);
-  EXPECT_FALSE(*backend_->PutChunk("c1", id, "data"));
+  EXPECT_EQ(*stored, 1u);  // the same chunk twice in a batch is stored once
+  EXPECT_EQ(*backend_->PutChunks("c1", {{id, "data"}}), 0u);
+  std::vector<std::pair<std::string, std::string>> many;
+  for (char c = 'c'; c < 'c' + 20; ++c)
+    many.emplace_back(std::string(32, c), std::string(100, c));
+  EXPECT_EQ(*backend_->PutChunks("c1", many), 20u);
+  EXPECT_EQ(*backend_->GetChunk("c1", std::string(32, 'k')), std::string(100, 'k'));
   auto has = backend_->HasChunks("c1", {id, std::string(32, 'b')});
   ASSERT_TRUE(has.ok());
   EXPECT_EQ(*has, (std::vector<bool>{true, false}));
@@ -233,7 +238,7 @@ TEST_P(BackendTest, ConcurrentAppendsKeepTheLogLinear) {
 
 TEST_P(BackendTest, SurvivesReopen) {
   ASSERT_TRUE(backend_->Append(MakeAppend("t1", 0)).ok());
-  ASSERT_TRUE(backend_->PutChunk("c1", std::string(32, 'z'), "bytes").ok());
+  ASSERT_TRUE(backend_->PutChunks("c1", {{std::string(32, 'z'), "bytes"}}).ok());
   Reopen();
   EXPECT_EQ(*backend_->Head("c1"), 1u);
   EXPECT_EQ(*backend_->GetChunk("c1", std::string(32, 'z')), "bytes");

@@ -2,9 +2,14 @@
 // devices, collections, leases and the log, and one file per chunk under chunks/.
 // A single connection guarded by a mutex: SQLite serializes writers anyway, and the
 // critical sections are short.
+#include <unistd.h>
+
+#include <atomic>
 #include <cassert>
+#include <cerrno>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "src/core/file_util.h"
 #include "src/core/limits.h"
@@ -411,28 +416,62 @@ class SqliteBackend final : public Backend {
     return HasChunksLocked(collection_id, {ids.begin(), ids.end()});
   }
 
-  absl::StatusOr<bool> PutChunk(std::string_view collection_id, std::string_view id,
-                                std::string_view data) override {
+  // The files of a batch are written without fsync, made durable by one syncfs, renamed
+  // into place, made durable by a second syncfs, and only then recorded in one SQLite
+  // transaction: a recorded chunk always has its file, at two flushes per batch
+  // instead of two per chunk.
+  absl::StatusOr<size_t> PutChunks(
+      std::string_view collection_id,
+      const std::vector<std::pair<std::string, std::string>>& chunks) override {
+    std::vector<const std::pair<std::string, std::string>*> fresh;
     {
       std::lock_guard lock(mu_);
-      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has, HasChunksLocked(collection_id, {id}));
-      if (has[0]) return false;
+      std::vector<std::string_view> ids;
+      for (const auto& chunk : chunks) ids.push_back(chunk.first);
+      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has, HasChunksLocked(collection_id, ids));
+      std::set<std::string_view> seen;
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        if (!has[i] && seen.insert(chunks[i].first).second) fresh.push_back(&chunks[i]);
+      }
     }
-    // The file is written and made durable outside the lock; only then is the chunk
-    // recorded, so a recorded chunk always has its file.
-    std::string dir = ChunkDir(collection_id, id);
-    FERRY_RETURN_IF_ERROR(MakeDirs(dir, 0700));
-    FERRY_RETURN_IF_ERROR(WriteFileAtomic(ChunkPath(collection_id, id), data, 0600));
+    if (fresh.empty()) return 0;
+    static std::atomic<uint64_t> batch_counter{0};
+    std::string suffix = StrCat(".ferry-tmp-", ::getpid(), "-", batch_counter++);
+    absl::Status status;
+    for (const auto* chunk : fresh) {
+      status = MakeDirs(ChunkDir(collection_id, chunk->first), 0700);
+      if (status.ok()) {
+        std::string path = ChunkPath(collection_id, chunk->first);
+        ::unlink((path + suffix).c_str());  // a leftover of a crashed batch
+        status = WriteNewFile(path + suffix, chunk->second, 0600);
+      }
+      if (!status.ok()) break;
+    }
+    if (status.ok()) status = SyncFilesystem(data_dir_);
+    for (const auto* chunk : fresh) {
+      std::string path = ChunkPath(collection_id, chunk->first);
+      if (status.ok() && ::rename((path + suffix).c_str(), path.c_str()) != 0) {
+        status = ErrnoStatus(errno, "rename to", path);
+      }
+      if (!status.ok()) ::unlink((path + suffix).c_str());
+    }
+    FERRY_RETURN_IF_ERROR(status);
+    FERRY_RETURN_IF_ERROR(SyncFilesystem(data_dir_));
     std::lock_guard lock(mu_);
+    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
     FERRY_ASSIGN_OR_RETURN(
         auto s,
         db_->Prepare(
             "INSERT OR IGNORE INTO chunks(collection_id, chunk_id, size) VALUES(?,?,?)"));
-    s.BindText(1, collection_id)
-        .BindBlob(2, id)
-        .Bind(3, static_cast<int64_t>(data.size()));
-    FERRY_RETURN_IF_ERROR(s.Run());
-    return db_->Changes() == 1;
+    size_t stored = 0;
+    for (const auto* chunk : fresh) {
+      s.Reset();
+      s.BindText(1, collection_id).BindBlob(2, chunk->first);
+      FERRY_RETURN_IF_ERROR(s.Bind(3, static_cast<int64_t>(chunk->second.size())).Run());
+      stored += static_cast<size_t>(db_->Changes());
+    }
+    FERRY_RETURN_IF_ERROR(tx.Commit());
+    return stored;
   }
 
   absl::StatusOr<std::string> GetChunk(std::string_view collection_id,
