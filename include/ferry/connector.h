@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,11 +21,15 @@
 
 namespace ferry {
 
+// Items are shared and never changed once made: maps of a whole collection copy
+// pointers, not items.
+using ItemPtr = std::shared_ptr<const v1::Item>;
+
 // What a scan found locally for one item: its universal form and the connector's
 // stamp of the local object (files: size, mtime, inode, mode), stored in the shadow
 // so the next scan can skip unchanged objects without reading them.
 struct LocalItem {
-  v1::Item item;
+  ItemPtr item;
   std::string stamp;
 };
 
@@ -63,7 +68,7 @@ class Connector {
   // stamps: an object whose stamp equals its stamp in `stamps` is taken from `synced`
   // without reading it.
   virtual absl::StatusOr<ScanResult> Scan(
-      const std::map<std::string, v1::Item>& synced,
+      const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) = 0;
 
   // Calls `sink` with every chunk of content field `field` of local item `item`, in

@@ -194,7 +194,7 @@ absl::Status Cycle::RecoverIntent() {
     if (it == items.end()) {
       update.erase.push_back(id);
     } else {
-      update.put.emplace_back(it->second, "");  // stamp unknown: the next scan re-reads
+      update.put.emplace_back(*it->second, "");  // stamp unknown: the next scan re-reads
     }
   }
   update.cursor = appended->seq();
@@ -328,9 +328,9 @@ const v1::Item* Find(const Map& map, const std::string& id) {
   auto it = map.find(id);
   if (it == map.end()) return nullptr;
   if constexpr (std::is_same_v<typename Map::mapped_type, LocalItem>) {
-    return &it->second.item;
+    return it->second.item.get();
   } else {
-    return &it->second;
+    return it->second.get();
   }
 }
 
@@ -576,7 +576,7 @@ absl::Status Cycle::RunOnce(bool* again) {
   for (const auto& [id, item] : base) {
     if (pulled.theirs.contains(id)) continue;
     if (refused.contains(id)) {
-      update.put.emplace_back(item, kRefusedStamp);  // a delete we could not do
+      update.put.emplace_back(*item, kRefusedStamp);  // a delete we could not do
     } else {
       update.erase.push_back(id);
     }
@@ -594,10 +594,10 @@ absl::Status Cycle::RunOnce(bool* again) {
     auto old_item = base.find(id);
     auto old_stamp = base_stamps.find(id);
     if (old_item != base.end() && old_stamp != base_stamps.end() &&
-        old_stamp->second == stamp && engine::SameItem(old_item->second, item)) {
+        old_stamp->second == stamp && engine::SameItem(*old_item->second, *item)) {
       continue;
     }
-    update.put.emplace_back(item, stamp);
+    update.put.emplace_back(*item, stamp);
   }
   update.cursor = pulled.cursor;
   update.hlc = hlc_;
@@ -610,7 +610,8 @@ absl::Status Cycle::RunOnce(bool* again) {
   std::map<std::string, LocalItem> local = scan.items;
   for (const auto& [id, item] : plan.push) {
     if (!local.contains(id))
-      local[id] = LocalItem{item, stamps.count(id) ? stamps[id] : ""};
+      local[id] = LocalItem{std::make_shared<const v1::Item>(item),
+                            stamps.count(id) ? stamps[id] : ""};
   }
   return Push(std::move(ops), local, std::move(pulled.theirs), pulled.cursor, again);
 }
@@ -629,15 +630,15 @@ std::vector<v1::Op> Cycle::MakeOps(const MergePlan& plan, const ItemMap& synced)
   for (const std::string& id : plan.push_deletes) {
     auto it = synced.find(id);
     if (it == synced.end()) continue;
-    std::string digest = digest_of(it->second);
+    std::string digest = digest_of(*it->second);
     if (!digest.empty()) deleted_by_digest[digest].push_back(id);
   }
   std::set<std::string> moved;
   for (const auto& [id, target] : plan.push) {
     auto it = synced.find(id);
     if (it != synced.end()) {
-      if (!engine::SameItem(it->second, target))
-        ops.push_back(engine::MakePatch(it->second, target));
+      if (!engine::SameItem(*it->second, target))
+        ops.push_back(engine::MakePatch(*it->second, target));
       continue;
     }
     auto candidates = deleted_by_digest.find(digest_of(target));
@@ -646,7 +647,7 @@ std::vector<v1::Op> Cycle::MakeOps(const MergePlan& plan, const ItemMap& synced)
       candidates->second.pop_back();
       moved.insert(from);
       ops.push_back(engine::MakeMove(from, id));
-      v1::Item moved_item = synced.at(from);
+      v1::Item moved_item = *synced.at(from);
       moved_item.set_id(id);
       if (!engine::SameItem(moved_item, target))
         ops.push_back(engine::MakePatch(moved_item, target));
@@ -679,7 +680,7 @@ absl::Status Cycle::CommitPushed(const v1::Transaction& tx, uint64_t seq,
       continue;
     }
     auto scanned = local.find(id);
-    update.put.emplace_back(it->second,
+    update.put.emplace_back(*it->second,
                             scanned != local.end() ? scanned->second.stamp : "");
   }
   update.cursor = seq;

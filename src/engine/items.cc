@@ -192,14 +192,17 @@ v1::Op MakeMove(std::string_view from, std::string_view to) {
 absl::Status ApplyOp(const v1::Op& op, ItemMap* items) {
   switch (op.op_case()) {
     case v1::Op::kPut:
-      (*items)[op.put().item().id()] = op.put().item();
+      (*items)[op.put().item().id()] = std::make_shared<const v1::Item>(op.put().item());
       return absl::OkStatus();
     case v1::Op::kPatch: {
       auto it = items->find(op.patch().id());
       if (it == items->end()) {
         return absl::DataLossError(StrCat("patch of absent item ", op.patch().id()));
       }
-      return ApplyPatch(op.patch(), &it->second);
+      auto patched = std::make_shared<v1::Item>(*it->second);
+      FERRY_RETURN_IF_ERROR(ApplyPatch(op.patch(), patched.get()));
+      it->second = std::move(patched);
+      return absl::OkStatus();
     }
     case v1::Op::kDelete:
       items->erase(op.delete_().id());
@@ -209,9 +212,9 @@ absl::Status ApplyOp(const v1::Op& op, ItemMap* items) {
       if (it == items->end()) {
         return absl::DataLossError(StrCat("move of absent item ", op.move().from_id()));
       }
-      v1::Item moved = std::move(it->second);
+      auto moved = std::make_shared<v1::Item>(*it->second);
       items->erase(it);
-      moved.set_id(op.move().to_id());
+      moved->set_id(op.move().to_id());
       (*items)[op.move().to_id()] = std::move(moved);
       return absl::OkStatus();
     }

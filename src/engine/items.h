@@ -10,12 +10,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "include/ferry/connector.h"
 #include "proto/ferry/v1/change.pb.h"
 
 namespace ferry::engine {
 
-// A collection's items by id. Ordered, so that ops come out in a stable order.
-using ItemMap = std::map<std::string, v1::Item>;
+// A collection's items by id. Ordered, so that ops come out in a stable order. The items
+// are shared (copy-on-write): copying a map copies pointers.
+using ItemMap = std::map<std::string, ItemPtr>;
 
 // The field named `name`, or nullptr.
 const v1::Field* FindField(const v1::Item& item, std::string_view name);
@@ -38,8 +40,9 @@ v1::Op MakePut(const v1::Item& item);
 v1::Op MakeDelete(std::string_view id);
 v1::Op MakeMove(std::string_view from, std::string_view to);
 
-// Applies one op to `items`. A patch or move of an absent item, or a splice that does
-// not fit its base, is DATA_LOSS: the log and the shadow disagree.
+// Applies one op to `items`, replacing (never changing) the items it touches. A patch or
+// move of an absent item, or a splice that does not fit its base, is DATA_LOSS: the log
+// and the shadow disagree.
 absl::Status ApplyOp(const v1::Op& op, ItemMap* items);
 
 // The id an op is about (for a move: its destination).

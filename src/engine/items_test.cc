@@ -64,10 +64,12 @@ TEST(ItemsTest, PatchSplicesOnlyTheChangedMiddle) {
   EXPECT_EQ(splice.remove(), 2u);
   EXPECT_EQ(splice.insert_size(), 2);
   EXPECT_EQ(op.patch().set_size(), 1);  // mode
-  ItemMap items{{"f", base}};
+  ItemMap items{{"f", std::make_shared<const v1::Item>(base)}};
   ASSERT_TRUE(ApplyOp(op, &items).ok());
-  EXPECT_TRUE(SameItem(items["f"], target));
-  EXPECT_EQ(items["f"].fields(0).content().chunks(4).id(), std::string(32, 'Y'));
+  EXPECT_TRUE(SameItem(*items["f"], target));
+  EXPECT_EQ(items["f"]->fields(0).content().chunks(4).id(), std::string(32, 'Y'));
+  EXPECT_EQ(base.fields(0).content().chunks(4).id(),
+            std::string(32, 'e'));  // not changed
 }
 
 TEST(ItemsTest, InsertAtStartCostsOneRef) {
@@ -75,9 +77,9 @@ TEST(ItemsTest, InsertAtStartCostsOneRef) {
   v1::Item target = FileItem("f", "Abcdefgh", "d2");
   v1::Op op = MakePatch(base, target);
   EXPECT_EQ(op.patch().splice(0).splices(0).insert_size(), 1);
-  ItemMap items{{"f", base}};
+  ItemMap items{{"f", std::make_shared<const v1::Item>(base)}};
   ASSERT_TRUE(ApplyOp(op, &items).ok());
-  EXPECT_EQ(items["f"].fields(0).content().chunks_size(), 8);
+  EXPECT_EQ(items["f"]->fields(0).content().chunks_size(), 8);
 }
 
 TEST(ItemsTest, UnsetRemovesFields) {
@@ -86,21 +88,21 @@ TEST(ItemsTest, UnsetRemovesFields) {
   v1::Item target = FileItem("f", "a", "d");
   v1::Op op = MakePatch(base, target);
   ASSERT_EQ(op.patch().unset_size(), 1);
-  ItemMap items{{"f", base}};
+  ItemMap items{{"f", std::make_shared<const v1::Item>(base)}};
   ASSERT_TRUE(ApplyOp(op, &items).ok());
-  EXPECT_EQ(FindField(items["f"], "target"), nullptr);
+  EXPECT_EQ(FindField(*items["f"], "target"), nullptr);
 }
 
 TEST(ItemsTest, MoveDeleteAndErrors) {
-  ItemMap items{{"a", FileItem("a", "x", "d")}};
+  ItemMap items{{"a", std::make_shared<const v1::Item>(FileItem("a", "x", "d"))}};
   ASSERT_TRUE(ApplyOp(MakeMove("a", "b"), &items).ok());
   ASSERT_EQ(items.count("a"), 0u);
-  EXPECT_EQ(items["b"].id(), "b");
+  EXPECT_EQ(items["b"]->id(), "b");
   ASSERT_TRUE(ApplyOp(MakeDelete("b"), &items).ok());
   EXPECT_TRUE(items.empty());
   EXPECT_TRUE(absl::IsDataLoss(ApplyOp(MakeMove("a", "b"), &items)));
   v1::Op bad = MakePatch(FileItem("z", "ab", "1"), FileItem("z", "ac", "2"));
-  items["z"] = FileItem("z", "a", "1");  // shorter than the splice expects
+  items["z"] = std::make_shared<const v1::Item>(FileItem("z", "a", "1"));  // too short
   EXPECT_TRUE(absl::IsDataLoss(ApplyOp(bad, &items)));
   EXPECT_TRUE(absl::IsDataLoss(ApplyOp(v1::Op(), &items)));
 }

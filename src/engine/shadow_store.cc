@@ -107,7 +107,7 @@ absl::Status ShadowStore::Load(ItemMap* items, StampMap* stamps) {
     }
     std::string id = s.ColumnText(0);
     (*stamps)[id] = s.ColumnBlob(2);
-    (*items)[id] = std::move(item);
+    (*items)[id] = std::make_shared<const v1::Item>(std::move(item));
   }
   return absl::OkStatus();
 }

@@ -59,14 +59,14 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
     const std::string& id = OpTarget(op);
     auto it = local.find(id);
     if (it == local.end()) continue;
-    for (const v1::Field& field : it->second.item.fields()) {
+    for (const v1::Field& field : it->second.item->fields()) {
       if (!field.has_content()) continue;
       bool wanted = false;
       for (const v1::ChunkRef& ref : field.content().chunks())
         wanted |= missing.contains(ref.id());
       if (!wanted) continue;
       FERRY_RETURN_IF_ERROR(c.connector->ReadContent(
-          it->second.item, field.name(),
+          *it->second.item, field.name(),
           [&](const v1::ChunkRef& ref, std::string_view plain) -> absl::Status {
             if (!missing.contains(ref.id())) return absl::OkStatus();
             FERRY_ASSIGN_OR_RETURN(
@@ -98,7 +98,7 @@ EngineChunkSource::EngineChunkSource(const TransferContext& context,
                                      const std::map<std::string, LocalItem>& local)
     : context_(context) {
   for (const auto& [id, entry] : local) {
-    for (const v1::Field& field : entry.item.fields()) {
+    for (const v1::Field& field : entry.item->fields()) {
       if (!field.has_content()) continue;
       uint64_t offset = 0;
       for (const v1::ChunkRef& ref : field.content().chunks()) {

@@ -235,7 +235,7 @@ absl::Status FilesConnector::CheckNotIgnored(const std::string& id, bool is_dir)
 }
 
 absl::StatusOr<ScanResult> FilesConnector::Scan(
-    const std::map<std::string, v1::Item>& synced,
+    const std::map<std::string, ItemPtr>& synced,
     const std::map<std::string, std::string>& stamps) {
   ScanResult result;
   root_.reset();
@@ -279,7 +279,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
           engine::SetBytesField(&fresh, kTarget, *target);
           engine::SetBytesField(&fresh, kMode, "0");  // a link's own mode means nothing
         }
-        result.items[path] = LocalItem{std::move(fresh), stamp};
+        result.items[path] =
+            LocalItem{std::make_shared<const v1::Item>(std::move(fresh)), stamp};
       },
       [&](const std::string& path, const std::string& why) {
         result.skipped.emplace_back(path, why);
@@ -308,7 +309,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
     if (hashed[i].ok()) {
       result.bytes_read += to_hash[i].second.size;
       result.items[path] =
-          LocalItem{*std::move(hashed[i]), EncodeStamp(to_hash[i].second)};
+          LocalItem{std::make_shared<const v1::Item>(*std::move(hashed[i])),
+                    EncodeStamp(to_hash[i].second)};
       continue;
     }
     // A file being written or unreadable now: its synced version stands for it this

@@ -34,7 +34,7 @@ class FilesConnector final : public Connector {
   std::string_view Name() const override { return "files/1"; }
   bool DataPresent() override;
   absl::StatusOr<ScanResult> Scan(
-      const std::map<std::string, v1::Item>& synced,
+      const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) override;
   absl::Status ReadContent(
       const v1::Item& item, const std::string& field,
