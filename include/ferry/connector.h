@@ -94,6 +94,24 @@ class Connector {
                                             const v1::Item* after,
                                             ChunkSource* chunks) = 0;
 
+  // One Apply of a batch.
+  struct ApplyRequest {
+    std::string id;
+    std::string expected_stamp;
+    const v1::Item* after = nullptr;
+  };
+  // Applies the requests in order, with the result of Apply for each. A connector may
+  // make the batch durable at once (files: two flushes for the batch instead of two
+  // per file); this default applies them one by one.
+  virtual std::vector<absl::StatusOr<std::string>> ApplyBatch(
+      const std::vector<ApplyRequest>& requests, ChunkSource* chunks) {
+    std::vector<absl::StatusOr<std::string>> results;
+    for (const ApplyRequest& r : requests) {
+      results.push_back(Apply(r.id, r.expected_stamp, r.after, chunks));
+    }
+    return results;
+  }
+
   // Renames the local object `from` (expected to match `from_stamp`) to `to` (expected
   // absent). ABORTED as for Apply. Returns the new stamp of `to`.
   virtual absl::StatusOr<std::string> Move(const std::string& from,

@@ -45,8 +45,10 @@ constexpr size_t kMassDeleteItemsMin = 10;
 // link in the way): kept in the shadow so its absence here is not a deletion, retried
 // at every sync.
 constexpr char kRefusedStamp[] = "refused";
-// Chunk bytes downloaded ahead of the writes that need them (memory bound).
+// Chunk bytes downloaded ahead of the writes that need them (memory bound), and items
+// written as one batch (open descriptors bound).
 constexpr uint64_t kPrefetchBytesMax = 32u << 20;
+constexpr size_t kApplyBatchItemsMax = 256;
 // Local changes between two progress reports.
 constexpr uint64_t kProgressEveryItems = 64;
 
@@ -474,35 +476,14 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     }
     return absl::InternalError("unknown action");
   };
-  // Chunks to download are fetched ahead for groups of writes, in few large requests.
-  size_t prefetched_until = 0;
-  for (size_t index = 0; index < plan.actions.size(); ++index) {
-    const LocalAction& a = plan.actions[index];
-    if (index >= prefetched_until) {
-      std::vector<v1::ChunkRef> refs;
-      uint64_t bytes = 0;
-      size_t end = index;
-      for (; end < plan.actions.size() && bytes < kPrefetchBytesMax; ++end) {
-        const v1::Item* after = plan.actions[end].after;
-        if (after == nullptr) continue;
-        for (const v1::Field& f : after->fields()) {
-          if (!f.has_content()) continue;
-          for (const v1::ChunkRef& ref : f.content().chunks()) {
-            refs.push_back(ref);
-            bytes += ref.size();
-          }
-        }
-      }
-      FERRY_RETURN_IF_ERROR(chunks.Prefetch(refs));
-      prefetched_until = std::max(end, index + 1);
-    }
-    absl::StatusOr<std::string> stamp = run(a);
+  // What one action's outcome means for the sync.
+  auto settle = [&](const LocalAction& a, const absl::StatusOr<std::string>& stamp) {
     if (absl::IsAborted(stamp.status())) {
       // Changed locally during the sync: merged next time, never overwritten.
       deferred->insert(a.id);
       if (a.kind == LocalAction::kMove) deferred->insert(a.from);
       report_->deferred.push_back(a.id);
-      continue;
+      return absl::OkStatus();
     }
     if (absl::IsInvalidArgument(stamp.status()) ||
         absl::IsFailedPrecondition(stamp.status())) {
@@ -510,7 +491,7 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
       // link or file in the way): refused and reported, the rest goes on.
       refused->insert(a.id);
       report_->skipped.emplace_back(a.id, StrCat("refused: ", stamp.status().message()));
-      continue;
+      return absl::OkStatus();
     }
     FERRY_RETURN_IF_ERROR(stamp.status());
     report_->pulled_items += 1;
@@ -519,6 +500,42 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     }
     if (a.kind == LocalAction::kMove) (*stamps)[a.from] = "";
     (*stamps)[a.id] = *stamp;
+    return absl::OkStatus();
+  };
+  // Runs of writes go to the connector as batches (one flush per batch), with their
+  // chunks downloaded ahead in few large requests; moves and deletes go one by one.
+  size_t index = 0;
+  while (index < plan.actions.size()) {
+    const LocalAction& a = plan.actions[index];
+    if (a.kind != LocalAction::kWrite) {
+      FERRY_RETURN_IF_ERROR(settle(a, run(a)));
+      ++index;
+      continue;
+    }
+    std::vector<Connector::ApplyRequest> batch;
+    std::vector<v1::ChunkRef> refs;
+    uint64_t bytes = 0;
+    size_t end = index;
+    for (; end < plan.actions.size() && plan.actions[end].kind == LocalAction::kWrite &&
+           batch.size() < kApplyBatchItemsMax && bytes < kPrefetchBytesMax;
+         ++end) {
+      const LocalAction& w = plan.actions[end];
+      batch.push_back({w.id, local_stamp(w.id), w.after});
+      for (const v1::Field& f : w.after->fields()) {
+        if (!f.has_content()) continue;
+        for (const v1::ChunkRef& ref : f.content().chunks()) {
+          refs.push_back(ref);
+          bytes += ref.size();
+        }
+      }
+    }
+    FERRY_RETURN_IF_ERROR(chunks.Prefetch(refs));
+    std::vector<absl::StatusOr<std::string>> results =
+        c_.connector->ApplyBatch(batch, &chunks);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      FERRY_RETURN_IF_ERROR(settle(plan.actions[index + i], results[i]));
+    }
+    index = end;
   }
   for (const auto& [id, copy] : plan.conflict_copies) {
     absl::StatusOr<std::string> stamp = c_.connector->Apply(id, "", &copy, &chunks);

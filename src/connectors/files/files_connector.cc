@@ -435,6 +435,71 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
   return EncodeStamp(*stat);
 }
 
+// Files are written in two phases so the batch costs two flushes (see
+// RootDir::WriteTemp); everything else is applied in order as it comes.
+std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
+    const std::vector<ApplyRequest>& requests, ChunkSource* chunks) {
+  std::vector<absl::StatusOr<std::string>> results(requests.size(),
+                                                   absl::UnknownError("not applied"));
+  absl::StatusOr<RootDir*> root = Root();
+  if (!root.ok())
+    return std::vector<absl::StatusOr<std::string>>(requests.size(), root.status());
+  std::vector<std::pair<size_t, std::unique_ptr<RootDir::PendingFile>>> pending;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const ApplyRequest& r = requests[i];
+    bool is_file = r.after != nullptr && engine::BytesField(*r.after, kType) == "file";
+    if (!is_file) {
+      results[i] = Apply(r.id, r.expected_stamp, r.after, chunks);
+      continue;
+    }
+    absl::Status valid = ValidateRelativePath(r.id);
+    if (valid.ok()) valid = CheckNotIgnored(r.id, false);
+    const v1::Field* content = engine::FindField(*r.after, kContent);
+    if (valid.ok() && (content == nullptr || !content->has_content())) {
+      valid = absl::DataLossError(StrCat("file item ", r.id, " has no content"));
+    }
+    if (!valid.ok()) {
+      results[i] = valid;
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> written = (*root)->WriteTemp(
+        r.id, [&](int fd) { return WriteContent(fd, content->content(), chunks); },
+        ModeOf(*r.after, 0644), MtimeOf(*r.after), ExpectFromStamp(r.expected_stamp));
+    if (!written.ok()) {
+      results[i] = written.status();
+      continue;
+    }
+    pending.emplace_back(i, *std::move(written));
+  }
+  if (pending.empty()) return results;
+  absl::Status synced = (*root)->SyncAll();
+  for (auto& [i, file] : pending) {
+    const ApplyRequest& r = requests[i];
+    absl::Status committed = synced;
+    if (committed.ok())
+      committed = (*root)->CommitTemp(*file, ExpectFromStamp(r.expected_stamp));
+    if (!committed.ok()) {
+      results[i] = committed;
+      continue;
+    }
+    absl::StatusOr<std::optional<FileStat>> stat = (*root)->Stat(r.id);
+    if (!stat.ok()) {
+      results[i] = stat.status();
+    } else if (!stat->has_value()) {
+      results[i] = absl::AbortedError(StrCat(r.id, " vanished after it was written"));
+    } else {
+      results[i] = EncodeStamp(**stat);
+    }
+  }
+  absl::Status renamed = (*root)->SyncAll();
+  if (!renamed.ok()) {
+    for (auto& [i, file] : pending) {
+      if (results[i].ok()) results[i] = renamed;
+    }
+  }
+  return results;
+}
+
 absl::StatusOr<std::string> FilesConnector::Move(const std::string& from,
                                                  const std::string& from_stamp,
                                                  const std::string& to) {

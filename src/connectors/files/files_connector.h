@@ -45,6 +45,8 @@ class FilesConnector final : public Connector {
   absl::StatusOr<std::string> Apply(const std::string& id,
                                     const std::string& expected_stamp,
                                     const v1::Item* after, ChunkSource* chunks) override;
+  std::vector<absl::StatusOr<std::string>> ApplyBatch(
+      const std::vector<ApplyRequest>& requests, ChunkSource* chunks) override;
   absl::StatusOr<std::string> Move(const std::string& from, const std::string& from_stamp,
                                    const std::string& to) override;
   std::string ConflictCopyId(const std::string& id, const std::string& device,

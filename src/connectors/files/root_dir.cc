@@ -324,16 +324,18 @@ absl::Status Commit(const Parent& parent, TempEntry& temp, std::string_view rel,
   return SyncDirFd(parent.fd, parent.dir);
 }
 
-// Writes, stamps and syncs the new contents of `rel` in the open temporary file.
+// Writes, stamps and (when `sync`) syncs the new contents of `rel` in the open
+// temporary file.
 absl::Status FillTemp(Fd fd, const std::function<absl::Status(int fd)>& write,
-                      uint32_t mode, int64_t mtime_ns, std::string_view rel) {
+                      uint32_t mode, int64_t mtime_ns, std::string_view rel,
+                      bool sync = true) {
   FERRY_RETURN_IF_ERROR(write(fd.get()));
   if (::fchmod(fd.get(), mode & 0777) != 0) return ErrnoStatus(errno, "chmod", rel);
   const struct timespec times[2] = {{0, UTIME_OMIT}, ToTimespec(mtime_ns)};
   if (::futimens(fd.get(), times) != 0) {
     return ErrnoStatus(errno, "set modification time of", rel);
   }
-  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", rel);
+  if (sync && ::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", rel);
   return fd.Close(rel);
 }
 
@@ -523,6 +525,55 @@ absl::Status RootDir::ReplaceFile(std::string_view rel,
       }));
   FERRY_RETURN_IF_ERROR(FillTemp(std::move(fd), write, mode, mtime_ns, rel));
   return Commit(parent, temp, rel, expect);
+}
+
+RootDir::PendingFile::~PendingFile() {
+  if (!temp_.empty()) ::unlinkat(dir_fd_, temp_.c_str(), 0);
+  if (owns_dir_fd_) ::close(dir_fd_);
+}
+
+absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> RootDir::WriteTemp(
+    std::string_view rel, const std::function<absl::Status(int fd)>& write, uint32_t mode,
+    int64_t mtime_ns, const Expect& expect) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  FERRY_RETURN_IF_ERROR(ValidateMode(mode));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
+  FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
+  Fd fd;
+  FERRY_ASSIGN_OR_RETURN(
+      TempEntry temp, CreateTemp(parent.fd, rel, [&](const char* name) {
+        fd.Reset(::openat(parent.fd, name,
+                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        return fd.get() < 0 ? -1 : 0;
+      }));
+  FERRY_RETURN_IF_ERROR(
+      FillTemp(std::move(fd), write, mode, mtime_ns, rel, /*sync=*/false));
+  std::unique_ptr<PendingFile> pending(new PendingFile());
+  pending->rel_ = std::string(rel);
+  pending->leaf_ = parent.leaf;
+  pending->temp_ = temp.name();
+  temp.Keep();
+  pending->owns_dir_fd_ = parent.owned.get() >= 0;
+  pending->dir_fd_ = pending->owns_dir_fd_ ? parent.owned.Release() : parent.fd;
+  return pending;
+}
+
+absl::Status RootDir::CommitTemp(PendingFile& pending, const Expect& expect) const {
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  Parent parent;
+  parent.fd = pending.dir_fd_;
+  parent.leaf = pending.leaf_;
+  FERRY_RETURN_IF_ERROR(CheckTarget(parent, pending.rel_, expect));
+  FERRY_RETURN_IF_ERROR(RenameAt(pending.dir_fd_, pending.temp_, pending.dir_fd_,
+                                 pending.leaf_, expect.must_be_absent, pending.rel_));
+  pending.temp_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status RootDir::SyncAll() const {
+  if (::syncfs(fd_) != 0) return ErrnoStatus(errno, "syncfs", path_);
+  return absl::OkStatus();
 }
 
 absl::Status RootDir::ReplaceSymlink(std::string_view rel, std::string_view target,

@@ -154,6 +154,33 @@ class RootDir {
   // ReplaceSymlink.
   static bool IsTempName(std::string_view name);
 
+  // Two-phase writes, for batches. WriteTemp writes the new contents of `rel` into a
+  // temporary file beside it (checking `expect` first, as ReplaceFile does), without
+  // flushing; SyncAll makes every such file durable at once; CommitTemp then checks
+  // `expect` again and renames the file into place. A second SyncAll makes the renames
+  // durable. A batch of files costs two flushes instead of two per file, and a crash
+  // at any point leaves each target either as it was or complete. A PendingFile
+  // destroyed before CommitTemp removes its temporary file.
+  class PendingFile {
+   public:
+    ~PendingFile();
+    PendingFile(const PendingFile&) = delete;
+    PendingFile& operator=(const PendingFile&) = delete;
+    const std::string& rel() const { return rel_; }
+
+   private:
+    friend class RootDir;
+    PendingFile() = default;
+    int dir_fd_ = -1;  // the target's directory; owned unless it is the root
+    bool owns_dir_fd_ = false;
+    std::string rel_, leaf_, temp_;
+  };
+  absl::StatusOr<std::unique_ptr<PendingFile>> WriteTemp(
+      std::string_view rel, const std::function<absl::Status(int fd)>& write,
+      uint32_t mode, int64_t mtime_ns, const Expect& expect) const;
+  absl::Status CommitTemp(PendingFile& pending, const Expect& expect) const;
+  absl::Status SyncAll() const;
+
  private:
   RootDir(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
 

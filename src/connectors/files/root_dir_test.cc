@@ -246,6 +246,38 @@ TEST_F(RootDirTest, ChangedSinceStatIsAborted) {
   EXPECT_EQ(Read("f"), "edited by the user");
 }
 
+TEST_F(RootDirTest, TwoPhaseBatchWritesAndChecksAtCommit) {
+  ASSERT_TRUE(Write("a", "old a").ok());
+  ASSERT_TRUE(Write("b", "old b").ok());
+  FileStat a = MustStat("a"), b = MustStat("b");
+  auto write = [&](std::string_view rel, std::string data, const RootDir::Expect& expect) {
+    return root_->WriteTemp(
+        rel, [data](int fd) { return WriteAll(fd, data); }, 0600, kMtimeNs, expect);
+  };
+  auto pa = write("a", "new a", Unchanged(a));
+  auto pb = write("b", "new b", Unchanged(b));
+  auto pc = write("dir/c", "new c", MustBeAbsent());
+  auto pd = write("d", "never committed", MustBeAbsent());
+  ASSERT_TRUE(pa.ok() && pb.ok() && pc.ok() && pd.ok());
+  EXPECT_EQ(Read("a"), "old a");  // nothing is in place before the commit
+  ASSERT_TRUE(root_->SyncAll().ok());
+  WriteRaw(P("b"), "edited by the user meanwhile");
+  EXPECT_TRUE(root_->CommitTemp(**pa, Unchanged(a)).ok());
+  absl::Status changed = root_->CommitTemp(**pb, Unchanged(b));
+  EXPECT_TRUE(absl::IsAborted(changed)) << changed;
+  EXPECT_TRUE(root_->CommitTemp(**pc, MustBeAbsent()).ok());
+  ASSERT_TRUE(root_->SyncAll().ok());
+  pa->reset();
+  pb->reset();
+  pc->reset();
+  pd->reset();  // dropped without a commit: its temporary file goes
+  EXPECT_EQ(Read("a"), "new a");
+  EXPECT_EQ(MustStat("a").mode, 0600u);
+  EXPECT_EQ(Read("b"), "edited by the user meanwhile");
+  EXPECT_EQ(Read("dir/c"), "new c");
+  EXPECT_TRUE(Absent("d"));
+}
+
 TEST_F(RootDirTest, DeletedSinceStatIsAborted) {
   ASSERT_TRUE(Write("f", "v1").ok());
   FileStat scanned = MustStat("f");
