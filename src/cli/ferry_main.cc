@@ -538,7 +538,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e);  // kExitUsage for errors, 0 for --help
   }
   if (*create) return RunLogin(home, &create_flags, true);
   if (*login) return RunLogin(home, &login_flags, false);
@@ -554,5 +554,5 @@ int main(int argc, char** argv) {
   if (*sync) return RunSync(home, sync_name, allow_mass_delete);
   if (*status) return RunStatus(home, status_json);
   if (*conflicts) return RunConflicts(home);
-  return 2;
+  return kExitUsage;
 }
