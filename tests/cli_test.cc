@@ -195,7 +195,7 @@ TEST(ProgramTest, UnknownFlagsAreRejected) {
   EXPECT_NE(ferryd.exit_code, 0);
   EXPECT_NE(ferryd.err.find("no-such-flag"), std::string::npos) << ferryd.err;
   CommandResult ferry = RunCommand({FerryPath(), "devices", "--no-such-flag"});
-  EXPECT_NE(ferry.exit_code, 0);
+  EXPECT_EQ(ferry.exit_code, 2);  // documented: bad usage
   EXPECT_NE(ferry.err.find("no-such-flag"), std::string::npos) << ferry.err;
   CommandResult help = RunCommand({FerrydPath(), "--help"});
   EXPECT_EQ(help.exit_code, 0);

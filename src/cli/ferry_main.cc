@@ -538,7 +538,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);  // kExitUsage for errors, 0 for --help
+    int code = app.exit(e);  // prints the message; 0 for --help
+    return code == 0 ? kExitOk : kExitUsage;
   }
   if (*create) return RunLogin(home, &create_flags, true);
   if (*login) return RunLogin(home, &login_flags, false);
