@@ -463,7 +463,8 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     auto s = stamps->find(id);
     if (s != stamps->end()) return s->second;
     auto it = scan.items.find(id);
-    return it == scan.items.end() ? std::string() : it->second.stamp;
+    if (it == scan.items.end() || it->second.stamp == kRefusedStamp) return std::string();
+    return it->second.stamp;
   };
   auto run = [&](const LocalAction& a) -> absl::StatusOr<std::string> {
     switch (a.kind) {
@@ -574,6 +575,21 @@ absl::Status Cycle::RunOnce(bool* again) {
   FERRY_ASSIGN_OR_RETURN(Pulled pulled, Pull(base, cursor));
   hlc_ = std::max(hlc_, pulled.hlc);
   MergePlan plan = Merge(base, scan, pulled);
+  // Items refused earlier are tried again: what was in the way may be gone.
+  std::set<std::string> planned;
+  for (const LocalAction& a : plan.actions) planned.insert(a.id);
+  for (const auto& [id, stamp] : base_stamps) {
+    auto theirs = pulled.theirs.find(id);
+    if (stamp != kRefusedStamp || planned.contains(id) || theirs == pulled.theirs.end() ||
+        scan.items.at(id).stamp != kRefusedStamp) {
+      continue;
+    }
+    auto first_delete =
+        std::find_if(plan.actions.begin(), plan.actions.end(),
+                     [](const LocalAction& a) { return a.kind == LocalAction::kDelete; });
+    plan.actions.insert(first_delete,
+                        {LocalAction::kWrite, id, "", theirs->second.get()});
+  }
 
   // Apply theirs locally, then fold the settled items and the cursor into the shadow.
   StampMap stamps;

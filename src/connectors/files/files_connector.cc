@@ -234,6 +234,15 @@ absl::Status FilesConnector::CheckNotIgnored(const std::string& id, bool is_dir)
   return absl::OkStatus();
 }
 
+absl::Status FilesConnector::CheckNoFoldCollision(const std::string& id) const {
+  auto it = folded_.find(CaseFoldKey(id));
+  if (it != folded_.end() && it->second != id) {
+    return absl::FailedPreconditionError(
+        StrCat(id, " collides with ", EscapePath(it->second), " when case is ignored"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ScanResult> FilesConnector::Scan(
     const std::map<std::string, ItemPtr>& synced,
     const std::map<std::string, std::string>& stamps) {
@@ -245,6 +254,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
   const IgnoreRules& rules = rules_;
 
+  folded_.clear();
   std::vector<std::pair<std::string, FileStat>> to_hash;
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
@@ -254,6 +264,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
         }
         if (RootDir::IsTempName(name)) return;
         if (rules.Matches(path, stat.type == FileStat::kDir)) return;
+        folded_.emplace(CaseFoldKey(path), path);
         if (stat.type == FileStat::kOther) {
           result.skipped.emplace_back(path, "not a file, directory or symbolic link");
           return;
@@ -403,6 +414,8 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
   if (after != nullptr) {
     FERRY_RETURN_IF_ERROR(
         CheckNotIgnored(id, engine::BytesField(*after, kType) == "dir"));
+    FERRY_RETURN_IF_ERROR(CheckNoFoldCollision(id));
+    folded_.emplace(CaseFoldKey(id), id);
   }
   if (after == nullptr) {
     FERRY_RETURN_IF_ERROR(root->Remove(id, expect));
@@ -454,6 +467,8 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     }
     absl::Status valid = ValidateRelativePath(r.id);
     if (valid.ok()) valid = CheckNotIgnored(r.id, false);
+    if (valid.ok()) valid = CheckNoFoldCollision(r.id);
+    if (valid.ok()) folded_.emplace(CaseFoldKey(r.id), r.id);
     const v1::Field* content = engine::FindField(*r.after, kContent);
     if (valid.ok() && (content == nullptr || !content->has_content())) {
       valid = absl::DataLossError(StrCat("file item ", r.id, " has no content"));
@@ -506,10 +521,15 @@ absl::StatusOr<std::string> FilesConnector::Move(const std::string& from,
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(from));
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(to));
   FERRY_RETURN_IF_ERROR(CheckNotIgnored(to, false));
+  if (CaseFoldKey(from) != CaseFoldKey(to)) {  // a change of case only is fine
+    FERRY_RETURN_IF_ERROR(CheckNoFoldCollision(to));
+  }
   FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
   RootDir::Expect absent;
   absent.must_be_absent = true;
   FERRY_RETURN_IF_ERROR(root->Rename(from, to, ExpectFromStamp(from_stamp), absent));
+  folded_.erase(CaseFoldKey(from));
+  folded_.emplace(CaseFoldKey(to), to);
   FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root->Stat(to));
   if (!stat.has_value())
     return absl::AbortedError(StrCat(to, " vanished after the move"));

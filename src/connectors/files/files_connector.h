@@ -61,6 +61,7 @@ class FilesConnector final : public Connector {
   // FAILED_PRECONDITION when this device does not sync `id` (ignored here, or ferry's
   // own temporary name): writing it would make the next scan take it for deleted.
   absl::Status CheckNotIgnored(const std::string& id, bool is_dir) const;
+  absl::Status CheckNoFoldCollision(const std::string& id) const;
   absl::StatusOr<IgnoreRules> LoadIgnoreRules();
 
   FilesOptions options_;
@@ -68,6 +69,10 @@ class FilesConnector final : public Connector {
   chunk::Chunker chunker_;
   std::unique_ptr<RootDir> root_;
   IgnoreRules rules_;  // as of the last scan
+  // CaseFoldKey of every local path -> the path, as of the last scan and the writes
+  // since: a new path that folds onto another is refused, so a folder stays usable on
+  // case-insensitive file systems.
+  std::map<std::string, std::string> folded_;
 };
 
 // The chunker seed of a collection: derived from its key, so boundaries are the same on
