@@ -4,7 +4,7 @@
 // sealing and the network.
 //
 // A connector is used by one engine at a time, from one thread, except where a method
-// says otherwise.
+// says otherwise (ReadContent).
 #ifndef FERRY_CONNECTOR_H_
 #define FERRY_CONNECTOR_H_
 
@@ -73,7 +73,8 @@ class Connector {
 
   // Calls `sink` with every chunk of content field `field` of local item `item`, in
   // order, reading the local data again. FAILED_PRECONDITION when the data no longer
-  // matches the item (it changed since the scan).
+  // matches the item (it changed since the scan). Called from several threads at once
+  // (the engine seals and uploads on every core), after Scan.
   virtual absl::Status ReadContent(
       const v1::Item& item, const std::string& field,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) = 0;

@@ -1,7 +1,10 @@
 #include "src/engine/transfer.h"
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
@@ -42,51 +45,79 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
   FERRY_ASSIGN_OR_RETURN(std::set<std::string> missing, MissingChunks(c, ids));
   if (missing.empty()) return absl::OkStatus();
 
-  std::vector<std::pair<std::string, std::string>> batch;
-  size_t batch_bytes = 0;
-  auto flush = [&]() -> absl::Status {
-    if (batch.empty()) return absl::OkStatus();
-    FERRY_RETURN_IF_ERROR(c.client->PutChunks(c.collection_id, batch).status());
-    c.report->uploaded_chunks += batch.size();
-    c.report->pushed_bytes += batch_bytes;
-    batch.clear();
-    batch_bytes = 0;
-    return absl::OkStatus();
-  };
-  // Each missing chunk is read from the first local item that holds it.
+  // The items holding missing chunks are read, sealed and uploaded on every core;
+  // each chunk is claimed by the first worker that reaches it.
+  std::vector<std::pair<const LocalItem*, std::string>> work;  // item, content field
+  std::set<std::string> queued;
   for (const v1::Op& op : ops) {
-    if (missing.empty()) break;
-    const std::string& id = OpTarget(op);
-    auto it = local.find(id);
+    auto it = local.find(OpTarget(op));
     if (it == local.end()) continue;
     for (const v1::Field& field : it->second.item->fields()) {
       if (!field.has_content()) continue;
       bool wanted = false;
       for (const v1::ChunkRef& ref : field.content().chunks())
         wanted |= missing.contains(ref.id());
-      if (!wanted) continue;
-      FERRY_RETURN_IF_ERROR(c.connector->ReadContent(
-          *it->second.item, field.name(),
-          [&](const v1::ChunkRef& ref, std::string_view plain) -> absl::Status {
-            if (!missing.contains(ref.id())) return absl::OkStatus();
+      if (wanted && queued.insert(it->first + '\0' + field.name()).second) {
+        work.emplace_back(&it->second, field.name());
+      }
+    }
+  }
+  std::mutex mu;  // guards missing, first_error and the report
+  absl::Status first_error;
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    std::vector<std::pair<std::string, std::string>> batch;
+    size_t batch_bytes = 0;
+    auto flush = [&]() -> absl::Status {
+      if (batch.empty()) return absl::OkStatus();
+      FERRY_RETURN_IF_ERROR(c.client->PutChunks(c.collection_id, batch).status());
+      std::lock_guard lock(mu);
+      c.report->uploaded_chunks += batch.size();
+      c.report->pushed_bytes += batch_bytes;
+      batch.clear();
+      batch_bytes = 0;
+      return absl::OkStatus();
+    };
+    auto failed = [&] {
+      std::lock_guard lock(mu);
+      return !first_error.ok();
+    };
+    absl::Status status;
+    for (size_t i = next++; status.ok() && i < work.size() && !failed(); i = next++) {
+      const v1::Item& item = *work[i].first->item;
+      status = c.connector->ReadContent(
+          item, work[i].second, [&](const v1::ChunkRef& ref, std::string_view plain) {
+            {
+              std::lock_guard lock(mu);
+              if (missing.erase(ref.id()) == 0) return absl::OkStatus();  // claimed
+            }
             FERRY_ASSIGN_OR_RETURN(
                 seal::SealedChunk sealed,
                 seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain));
             if (sealed.id != ref.id()) {
               return absl::FailedPreconditionError(
-                  StrCat(id, " changed while it was being uploaded"));
+                  StrCat(item.id(), " changed while it was being uploaded"));
             }
-            missing.erase(ref.id());
             batch_bytes += sealed.data.size();
             batch.emplace_back(std::move(sealed.id), std::move(sealed.data));
             if (batch_bytes >= kUploadBatchBytesMax || batch.size() >= kChunksPerPutMax) {
               return flush();
             }
             return absl::OkStatus();
-          }));
+          });
     }
-  }
-  FERRY_RETURN_IF_ERROR(flush());
+    if (status.ok()) status = flush();
+    if (!status.ok()) {
+      std::lock_guard lock(mu);
+      if (first_error.ok()) first_error = status;
+    }
+  };
+  size_t threads =
+      std::min<size_t>(work.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
+  for (std::thread& t : pool) t.join();
+  FERRY_RETURN_IF_ERROR(first_error);
   if (!missing.empty()) {
     return absl::FailedPreconditionError(
         StrCat(missing.size(), " chunks could not be read from local data"));

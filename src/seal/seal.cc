@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -153,11 +154,27 @@ absl::StatusOr<std::string> AeadOpenJoined(const SecretKey& key, std::string_vie
                   what);
 }
 
+// One zstd context per thread and direction, kept for the thread's life: setting a
+// context up costs more than compressing a small transaction.
+ZSTD_CCtx* CompressContext() {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> context(
+      ZSTD_createCCtx(), &ZSTD_freeCCtx);
+  FERRY_SEAL_CHECK(context != nullptr);
+  return context.get();
+}
+
+ZSTD_DCtx* DecompressContext() {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> context(
+      ZSTD_createDCtx(), &ZSTD_freeDCtx);
+  FERRY_SEAL_CHECK(context != nullptr);
+  return context.get();
+}
+
 // Compresses with zstd; returns kCompressionNone and the input when that is not smaller.
 std::pair<uint32_t, std::string> MaybeCompress(std::string_view plaintext) {
   std::string out(ZSTD_compressBound(plaintext.size()), '\0');
-  size_t n = ZSTD_compress(out.data(), out.size(), plaintext.data(), plaintext.size(),
-                           kZstdLevel);
+  size_t n = ZSTD_compressCCtx(CompressContext(), out.data(), out.size(),
+                               plaintext.data(), plaintext.size(), kZstdLevel);
   FERRY_SEAL_CHECK(!ZSTD_isError(n));
   if (n >= plaintext.size()) return {kCompressionNone, std::string(plaintext)};
   out.resize(n);
@@ -178,7 +195,8 @@ absl::StatusOr<std::string> DecompressBounded(std::string_view frame, size_t dec
                                       " bytes but the header declares ", declared));
   }
   std::string out(declared, '\0');
-  size_t n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  size_t n = ZSTD_decompressDCtx(DecompressContext(), out.data(), out.size(),
+                                 frame.data(), frame.size());
   if (ZSTD_isError(n)) {
     return absl::DataLossError(StrCat(what, " zstd decompression into the declared ",
                                       declared, " bytes failed: ", ZSTD_getErrorName(n)));
