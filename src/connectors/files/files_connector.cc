@@ -234,7 +234,24 @@ absl::Status FilesConnector::CheckNotIgnored(const std::string& id, bool is_dir)
   return absl::OkStatus();
 }
 
+// Writes a probe file with a mixed-case temporary name and looks it up with the case
+// swapped.
+absl::StatusOr<bool> FilesConnector::ProbeCaseInsensitive() {
+  std::string name = StrCat(".ferry-tmp-case-probe-", seal::ToHex(seal::RandomBytes(4)));
+  std::string upper = name + "Aa", lower = name + "aA";
+  RootDir::Expect absent;
+  absent.must_be_absent = true;
+  FERRY_RETURN_IF_ERROR(root_->ReplaceFile(
+      upper, [](int) { return absl::OkStatus(); }, 0600, 0, absent));
+  absl::StatusOr<std::optional<FileStat>> other = root_->Stat(lower);
+  absl::Status removed = root_->Remove(upper, RootDir::Expect());
+  FERRY_RETURN_IF_ERROR(other.status());
+  FERRY_RETURN_IF_ERROR(removed);
+  return other->has_value();
+}
+
 absl::Status FilesConnector::CheckNoFoldCollision(const std::string& id) const {
+  if (!options_.case_insensitive.value_or(false)) return absl::OkStatus();
   auto it = folded_.find(CaseFoldKey(id));
   if (it != folded_.end() && it->second != id) {
     return absl::FailedPreconditionError(
@@ -255,6 +272,10 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   const IgnoreRules& rules = rules_;
 
   folded_.clear();
+  if (!options_.case_insensitive.has_value()) {
+    FERRY_ASSIGN_OR_RETURN(bool insensitive, ProbeCaseInsensitive());
+    options_.case_insensitive = insensitive;
+  }
   std::vector<std::pair<std::string, FileStat>> to_hash;
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {

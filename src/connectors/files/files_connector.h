@@ -4,7 +4,9 @@
 #ifndef FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_
 #define FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "include/ferry/connector.h"
@@ -20,6 +22,8 @@ struct FilesOptions {
   std::string root;                 // the folder
   size_t entries_max = 10'000'000;  // a scan refuses folders with more entries
   int hash_threads = 0;             // 0: one per core
+  // Whether the folder's file system ignores case; unset: probed at the first scan.
+  std::optional<bool> case_insensitive;
 };
 
 class FilesConnector final : public Connector {
@@ -69,10 +73,11 @@ class FilesConnector final : public Connector {
   chunk::Chunker chunker_;
   std::unique_ptr<RootDir> root_;
   IgnoreRules rules_;  // as of the last scan
-  // CaseFoldKey of every local path -> the path, as of the last scan and the writes
-  // since: a new path that folds onto another is refused, so a folder stays usable on
-  // case-insensitive file systems.
+  // On a case-insensitive file system: CaseFoldKey of every local path -> the path, as
+  // of the last scan and the writes since. A new path that folds onto another would
+  // overwrite it there, so it is refused. Case-sensitive file systems keep both.
   std::map<std::string, std::string> folded_;
+  absl::StatusOr<bool> ProbeCaseInsensitive();
 };
 
 // The chunker seed of a collection: derived from its key, so boundaries are the same on

@@ -507,24 +507,39 @@ absl::StatusOr<std::string> RootDir::ReadLink(std::string_view rel) const {
   return target;
 }
 
+// The first half of ReplaceFile and WriteTemp: checks, then the new contents in a
+// temporary file beside the target (fsynced when `sync`).
+static absl::Status WriteTempEntry(int root_fd, std::string_view rel,
+                                   const std::function<absl::Status(int fd)>& write,
+                                   uint32_t mode, int64_t mtime_ns,
+                                   const RootDir::Expect& expect, bool sync,
+                                   Parent* parent, std::optional<TempEntry>* temp) {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  FERRY_RETURN_IF_ERROR(ValidateMode(mode));
+  FERRY_ASSIGN_OR_RETURN(*parent, OpenParent(root_fd, rel, /*create=*/true));
+  FERRY_RETURN_IF_ERROR(CheckTarget(*parent, rel, expect));  // before writing anything
+  Fd fd;
+  const int dir = parent->fd;
+  FERRY_ASSIGN_OR_RETURN(
+      TempEntry entry, CreateTemp(dir, rel, [&](const char* name) {
+        fd.Reset(::openat(dir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                          0600));
+        return fd.get() < 0 ? -1 : 0;
+      }));
+  temp->emplace(std::move(entry));
+  return FillTemp(std::move(fd), write, mode, mtime_ns, rel, sync);
+}
+
 absl::Status RootDir::ReplaceFile(std::string_view rel,
                                   const std::function<absl::Status(int fd)>& write,
                                   uint32_t mode, int64_t mtime_ns,
                                   const Expect& expect) const {
-  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
-  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
-  FERRY_RETURN_IF_ERROR(ValidateMode(mode));
-  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
-  FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));  // before writing anything
-  Fd fd;
-  FERRY_ASSIGN_OR_RETURN(
-      TempEntry temp, CreateTemp(parent.fd, rel, [&](const char* name) {
-        fd.Reset(::openat(parent.fd, name,
-                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        return fd.get() < 0 ? -1 : 0;
-      }));
-  FERRY_RETURN_IF_ERROR(FillTemp(std::move(fd), write, mode, mtime_ns, rel));
-  return Commit(parent, temp, rel, expect);
+  Parent parent;
+  std::optional<TempEntry> temp;
+  FERRY_RETURN_IF_ERROR(WriteTempEntry(fd_, rel, write, mode, mtime_ns, expect,
+                                       /*sync=*/true, &parent, &temp));
+  return Commit(parent, *temp, rel, expect);
 }
 
 RootDir::PendingFile::~PendingFile() {
@@ -535,25 +550,15 @@ RootDir::PendingFile::~PendingFile() {
 absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> RootDir::WriteTemp(
     std::string_view rel, const std::function<absl::Status(int fd)>& write, uint32_t mode,
     int64_t mtime_ns, const Expect& expect) const {
-  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
-  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
-  FERRY_RETURN_IF_ERROR(ValidateMode(mode));
-  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
-  FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
-  Fd fd;
-  FERRY_ASSIGN_OR_RETURN(
-      TempEntry temp, CreateTemp(parent.fd, rel, [&](const char* name) {
-        fd.Reset(::openat(parent.fd, name,
-                          O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        return fd.get() < 0 ? -1 : 0;
-      }));
-  FERRY_RETURN_IF_ERROR(
-      FillTemp(std::move(fd), write, mode, mtime_ns, rel, /*sync=*/false));
+  Parent parent;
+  std::optional<TempEntry> temp;
+  FERRY_RETURN_IF_ERROR(WriteTempEntry(fd_, rel, write, mode, mtime_ns, expect,
+                                       /*sync=*/false, &parent, &temp));
   std::unique_ptr<PendingFile> pending(new PendingFile());
   pending->rel_ = std::string(rel);
   pending->leaf_ = parent.leaf;
-  pending->temp_ = temp.name();
-  temp.Keep();
+  pending->temp_ = temp->name();
+  temp->Keep();
   pending->owns_dir_fd_ = parent.owned.get() >= 0;
   pending->dir_fd_ = pending->owns_dir_fd_ ? parent.owned.Release() : parent.fd;
   return pending;

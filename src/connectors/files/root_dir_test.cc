@@ -250,7 +250,8 @@ TEST_F(RootDirTest, TwoPhaseBatchWritesAndChecksAtCommit) {
   ASSERT_TRUE(Write("a", "old a").ok());
   ASSERT_TRUE(Write("b", "old b").ok());
   FileStat a = MustStat("a"), b = MustStat("b");
-  auto write = [&](std::string_view rel, std::string data, const RootDir::Expect& expect) {
+  auto write = [&](std::string_view rel, std::string data,
+                   const RootDir::Expect& expect) {
     return root_->WriteTemp(
         rel, [data](int fd) { return WriteAll(fd, data); }, 0600, kMtimeNs, expect);
   };

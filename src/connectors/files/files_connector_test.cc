@@ -1,0 +1,76 @@
+#include "src/connectors/files/files_connector.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "src/engine/items.h"
+
+namespace ferry::files {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FilesConnectorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seal::Init();
+    char pattern[] = "/tmp/ferry-connector-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    root_ = pattern;
+    std::ofstream(root_ / "ok.txt") << "fine";
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::unique_ptr<FilesConnector> Make(std::optional<bool> case_insensitive) {
+    FilesOptions options;
+    options.root = root_.string();
+    options.case_insensitive = case_insensitive;
+    return std::make_unique<FilesConnector>(options, &hasher_, ChunkerSeed(hasher_));
+  }
+
+  static v1::Item Dir(const std::string& id) {
+    v1::Item item;
+    item.set_id(id);
+    engine::SetBytesField(&item, "type", "dir");
+    engine::SetBytesField(&item, "mode", "493");
+    return item;
+  }
+
+  fs::path root_;
+  seal::CollectionKey key_{seal::SecretKey::Random(), 1};
+  seal::ContentHasher hasher_{key_};
+};
+
+TEST_F(FilesConnectorTest, CaseCollisionsRefusedOnlyWhereCaseIsIgnored) {
+  v1::Item upper = Dir("OK.TXT");
+  auto insensitive = Make(true);
+  ASSERT_TRUE(insensitive->Scan({}, {}).ok());
+  auto refused = insensitive->Apply("OK.TXT", "", &upper, nullptr);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
+      << refused.status();
+  EXPECT_FALSE(fs::exists(root_ / "OK.TXT"));
+
+  auto sensitive = Make(false);
+  ASSERT_TRUE(sensitive->Scan({}, {}).ok());
+  EXPECT_TRUE(sensitive->Apply("OK.TXT", "", &upper, nullptr).ok());
+  EXPECT_TRUE(fs::is_directory(root_ / "OK.TXT"));
+}
+
+TEST_F(FilesConnectorTest, ProbeFindsThisFileSystemCaseSensitiveAndLeavesNothing) {
+  auto probed = Make(std::nullopt);
+  auto scan = probed->Scan({}, {});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(scan->items.size(), 1u);  // ok.txt; the probe file is gone
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(root_)) ++entries;
+  EXPECT_EQ(entries, 1);
+  // The test folder is on a case-sensitive file system (ext4, tmpfs, overlayfs).
+  v1::Item upper = Dir("OK.TXT");
+  EXPECT_TRUE(probed->Apply("OK.TXT", "", &upper, nullptr).ok());
+}
+
+}  // namespace
+}  // namespace ferry::files
