@@ -320,8 +320,10 @@ absl::StatusOr<Pulled> Cycle::Pull(const ItemMap& base, uint64_t cursor) {
   return pulled;
 }
 
+// Unchanged items share one object, so most comparisons end at the pointers.
 bool SameOrBothAbsent(const v1::Item* a, const v1::Item* b) {
-  if (a == nullptr || b == nullptr) return a == b;
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr) return false;
   return engine::SameItem(*a, *b);
 }
 
@@ -339,11 +341,29 @@ const v1::Item* Find(const Map& map, const std::string& id) {
 MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
                        const Pulled& pulled) {
   MergePlan plan;
-  std::set<std::string> ids;
-  for (const auto& [id, item] : base) ids.insert(id);
-  for (const auto& [id, item] : scan.items) ids.insert(id);
-  for (const auto& [id, item] : pulled.theirs) ids.insert(id);
-  for (const std::string& id : ids) {
+  // Every id of the three sorted maps, in order, without building a set of them.
+  std::vector<const std::string*> ids;
+  ids.reserve(base.size());
+  auto b_it = base.begin();
+  auto o_it = scan.items.begin();
+  auto t_it = pulled.theirs.begin();
+  while (b_it != base.end() || o_it != scan.items.end() || t_it != pulled.theirs.end()) {
+    const std::string* next = nullptr;
+    if (b_it != base.end()) next = &b_it->first;
+    if (o_it != scan.items.end() && (next == nullptr || o_it->first < *next)) {
+      next = &o_it->first;
+    }
+    if (t_it != pulled.theirs.end() && (next == nullptr || t_it->first < *next)) {
+      next = &t_it->first;
+    }
+    ids.push_back(next);
+    std::string current = *next;
+    if (b_it != base.end() && b_it->first == current) ++b_it;
+    if (o_it != scan.items.end() && o_it->first == current) ++o_it;
+    if (t_it != pulled.theirs.end() && t_it->first == current) ++t_it;
+  }
+  for (const std::string* id_ptr : ids) {
+    const std::string& id = *id_ptr;
     const v1::Item* b = Find(base, id);
     const v1::Item* o = Find(scan.items, id);
     const v1::Item* t = Find(pulled.theirs, id);
@@ -627,7 +647,8 @@ absl::Status Cycle::RunOnce(bool* again) {
     auto old_item = base.find(id);
     auto old_stamp = base_stamps.find(id);
     if (old_item != base.end() && old_stamp != base_stamps.end() &&
-        old_stamp->second == stamp && engine::SameItem(*old_item->second, *item)) {
+        old_stamp->second == stamp &&
+        (old_item->second == item || engine::SameItem(*old_item->second, *item))) {
       continue;
     }
     update.put.emplace_back(*item, stamp);

@@ -285,7 +285,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
         }
         if (RootDir::IsTempName(name)) return;
         if (rules.Matches(path, stat.type == FileStat::kDir)) return;
-        folded_.emplace(CaseFoldKey(path), path);
+        if (*options_.case_insensitive) folded_.emplace(CaseFoldKey(path), path);
         if (stat.type == FileStat::kOther) {
           result.skipped.emplace_back(path, "not a file, directory or symbolic link");
           return;
