@@ -43,6 +43,8 @@ class Statement {
   int64_t ColumnInt(int column) const;
   std::string ColumnText(int column) const;
   std::string ColumnBlob(int column) const;
+  // The blob in place: valid until the next Step, Reset or destruction.
+  std::string_view ColumnBlobView(int column) const;
   bool ColumnIsNull(int column) const;
 
  private:
