@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -277,13 +278,25 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
     options_.case_insensitive = insensitive;
   }
   std::vector<std::pair<std::string, FileStat>> to_hash;
+  // Temporary files of ours that nothing has touched for a long time were left by a
+  // crash: removed (if still unchanged) after the walk.
+  std::vector<std::pair<std::string, FileStat>> stale_temps;
+  const int64_t stale_before_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count() -
+                                  options_.stale_temp_age_ms * 1000000;
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
         std::string_view name = path;
         if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
           name = name.substr(slash + 1);
         }
-        if (RootDir::IsTempName(name)) return;
+        if (RootDir::IsTempName(name)) {
+          if (stat.type == FileStat::kFile && stat.ctime_ns < stale_before_ns) {
+            stale_temps.emplace_back(path, stat);
+          }
+          return;
+        }
         if (rules.Matches(path, stat.type == FileStat::kDir)) return;
         if (*options_.case_insensitive) folded_.emplace(CaseFoldKey(path), path);
         if (stat.type == FileStat::kOther) {
@@ -318,6 +331,13 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
         result.skipped.emplace_back(path, why);
       },
       options_.entries_max));
+
+  for (const auto& [path, stat] : stale_temps) {
+    RootDir::Expect unchanged;
+    unchanged.unchanged = stat;
+    // Best effort: one that cannot be removed now is tried again at the next scan.
+    (void)root_->Remove(path, unchanged);
+  }
 
   // Changed files are read and hashed on every core.
   std::vector<absl::StatusOr<v1::Item>> hashed(to_hash.size(), absl::UnknownError(""));

@@ -22,6 +22,9 @@ struct FilesOptions {
   std::string root;                 // the folder
   size_t entries_max = 10'000'000;  // a scan refuses folders with more entries
   int hash_threads = 0;             // 0: one per core
+  // Temporary files of ferry's own, untouched (ctime) this long, are left over from a
+  // crash and removed by the scan.
+  int64_t stale_temp_age_ms = 3600 * 1000;
   // Whether the folder's file system ignores case; unset: probed at the first scan.
   std::optional<bool> case_insensitive;
 };

@@ -72,5 +72,25 @@ TEST_F(FilesConnectorTest, ProbeFindsThisFileSystemCaseSensitiveAndLeavesNothing
   EXPECT_TRUE(probed->Apply("OK.TXT", "", &upper, nullptr).ok());
 }
 
+TEST_F(FilesConnectorTest, StaleTemporaryFilesAreRemovedFreshOnesKept) {
+  fs::create_directories(root_ / "dir");
+  std::ofstream(root_ / ".ferry-tmp-leftover") << "half a file";
+  std::ofstream(root_ / "dir/.ferry-tmp-other") << "half another";
+  auto keeping = Make(false);  // default age: an hour
+  ASSERT_TRUE(keeping->Scan({}, {}).ok());
+  EXPECT_TRUE(fs::exists(root_ / ".ferry-tmp-leftover"));
+  FilesOptions options;
+  options.root = root_.string();
+  options.case_insensitive = false;
+  options.stale_temp_age_ms = -1000;  // everything counts as stale
+  FilesConnector cleaning(options, &hasher_, ChunkerSeed(hasher_));
+  auto scan = cleaning.Scan({}, {});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_FALSE(fs::exists(root_ / ".ferry-tmp-leftover"));
+  EXPECT_FALSE(fs::exists(root_ / "dir/.ferry-tmp-other"));
+  EXPECT_TRUE(fs::exists(root_ / "ok.txt"));
+  EXPECT_EQ(scan->items.count(".ferry-tmp-leftover"), 0u);
+}
+
 }  // namespace
 }  // namespace ferry::files

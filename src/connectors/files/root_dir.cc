@@ -115,6 +115,7 @@ FileStat ToFileStat(const struct stat& st) {
   out.mtime_ns = ToNanos(st.st_mtim);
   out.inode = static_cast<uint64_t>(st.st_ino);
   out.mode = static_cast<uint32_t>(st.st_mode & 07777);
+  out.ctime_ns = ToNanos(st.st_ctim);
   return out;
 }
 

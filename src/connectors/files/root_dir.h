@@ -47,9 +47,12 @@ struct FileStat {
   int64_t mtime_ns = 0;  // nanoseconds since the Unix epoch, saturated to int64
   uint64_t inode = 0;
   uint32_t mode = 0;  // permission bits, st_mode & 07777
+  // Status-change time: moves on every write, rename and chmod and cannot be set, so
+  // it tells how long an entry has been left alone. Not compared by SameFile.
+  int64_t ctime_ns = 0;
 };
 
-// True when every field of `a` and `b` is equal.
+// True when type, size, mtime_ns, inode and mode of `a` and `b` are equal.
 bool SameFile(const FileStat& a, const FileStat& b);
 
 class RootDir {
