@@ -178,6 +178,28 @@ TEST_F(SyncTest, IgnoredFilesStayHome) {
   EXPECT_EQ(ReadFile(a_.root / "app.log"), "noise");
 }
 
+TEST_F(SyncTest, ADirectoryHoldingIgnoredFilesIsDeletedOnceItCanBe) {
+  WriteFile(a_.root / ".ferryignore", "*.log\n");
+  WriteFile(a_.root / "d/f.txt", "synced");
+  a_.Sync();
+  b_.Sync();
+  WriteFile(b_.root / "d/local.log", "b's own, ignored");
+  fs::remove_all(a_.root / "d");
+  a_.Sync();
+  SyncReport kept = b_.Sync();  // d/f.txt goes; d stays for the ignored file
+  EXPECT_FALSE(fs::exists(b_.root / "d/f.txt"));
+  EXPECT_TRUE(fs::exists(b_.root / "d/local.log"));
+  bool reported = false;
+  for (const auto& [what, why] : kept.skipped) reported |= what == "d";
+  EXPECT_TRUE(reported);
+  EXPECT_EQ(b_.Sync().pushed_items, 0u);  // not pushed back as a new directory
+  fs::remove(b_.root / "d/local.log");
+  b_.Sync();  // the delete is retried, and now succeeds
+  EXPECT_FALSE(fs::exists(b_.root / "d"));
+  a_.Sync();
+  EXPECT_FALSE(fs::exists(a_.root / "d"));
+}
+
 TEST_F(SyncTest, InsertAtTheStartOfALargeFileCostsLittle) {
   std::string data = RandomBytes(8 << 20, 2);
   WriteFile(a_.root / "big.bin", data);

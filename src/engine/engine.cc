@@ -45,6 +45,9 @@ constexpr size_t kMassDeleteItemsMin = 10;
 // link in the way): kept in the shadow so its absence here is not a deletion, retried
 // at every sync.
 constexpr char kRefusedStamp[] = "refused";
+// The shadow stamp of an item whose remote delete this device could not do (a
+// directory that still holds ignored files): retried at every sync while unchanged.
+constexpr char kRefusedDeleteStamp[] = "refused-delete";
 // Chunk bytes downloaded ahead of the writes that need them (memory bound), and items
 // written as one batch (open descriptors bound).
 constexpr uint64_t kPrefetchBytesMax = 32u << 20;
@@ -610,6 +613,17 @@ absl::Status Cycle::RunOnce(bool* again) {
     plan.actions.insert(first_delete,
                         {LocalAction::kWrite, id, "", theirs->second.get()});
   }
+  std::set<std::string> retried_deletes;
+  for (const auto& [id, stamp] : base_stamps) {
+    auto local = scan.items.find(id);
+    if (stamp != kRefusedDeleteStamp || planned.contains(id) ||
+        local == scan.items.end() ||
+        !SameOrBothAbsent(local->second.item.get(), base.at(id).get())) {
+      continue;  // changed here meanwhile: the merge pushes it (an edit beats a delete)
+    }
+    plan.actions.push_back({LocalAction::kDelete, id, "", nullptr});
+    retried_deletes.insert(id);
+  }
 
   // Apply theirs locally, then fold the settled items and the cursor into the shadow.
   StampMap stamps;
@@ -625,11 +639,14 @@ absl::Status Cycle::RunOnce(bool* again) {
     *again = true;
     return absl::OkStatus();
   }
+  for (const std::string& id : retried_deletes) {
+    if (!refused.contains(id)) pulled.theirs.erase(id);  // done at last
+  }
   ShadowUpdate update;
   for (const auto& [id, item] : base) {
     if (pulled.theirs.contains(id)) continue;
     if (refused.contains(id)) {
-      update.put.emplace_back(*item, kRefusedStamp);  // a delete we could not do
+      update.put.emplace_back(*item, kRefusedDeleteStamp);  // a delete we could not do
     } else {
       update.erase.push_back(id);
     }
@@ -639,7 +656,8 @@ absl::Status Cycle::RunOnce(bool* again) {
     if (plan.push.contains(id) || plan.push_deletes.contains(id)) continue;
     auto applied = stamps.find(id);
     auto scanned = scan.items.find(id);
-    std::string stamp = refused.contains(id)          ? std::string(kRefusedStamp)
+    std::string stamp = retried_deletes.contains(id)  ? std::string(kRefusedDeleteStamp)
+                        : refused.contains(id)        ? std::string(kRefusedStamp)
                         : applied != stamps.end()     ? applied->second
                         : scanned != scan.items.end() ? scanned->second.stamp
                                                       : std::string();
