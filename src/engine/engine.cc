@@ -120,10 +120,8 @@ class Cycle {
   absl::StatusOr<Pulled> Pull(const ItemMap& base, uint64_t cursor);
   MergePlan Merge(const ItemMap& base, const ScanResult& scan, const Pulled& pulled);
   void MergeBothChanged(const std::string& id, const v1::Item* ours,
-                        const v1::Item* theirs, const ScanResult& scan,
-                        const Pulled& pulled, MergePlan* plan);
-  absl::Status ApplyLocal(const MergePlan& plan, const ScanResult& scan,
-                          const Pulled& pulled, StampMap* stamps,
+                        const v1::Item* theirs, const Pulled& pulled, MergePlan* plan);
+  absl::Status ApplyLocal(const MergePlan& plan, const ScanResult& scan, StampMap* stamps,
                           std::set<std::string>* deferred,
                           std::set<std::string>* refused);
   std::vector<v1::Op> MakeOps(const MergePlan& plan, const ItemMap& synced);
@@ -403,7 +401,7 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
       continue;
     }
     if (SameOrBothAbsent(o, t)) continue;
-    MergeBothChanged(id, o, t, scan, pulled, &plan);
+    MergeBothChanged(id, o, t, pulled, &plan);
   }
   // A local move done for a remote move replaces the delete of its source.
   std::set<std::string> moved_sources;
@@ -425,8 +423,8 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
 // delete, and of two edits the later keeps the id while the other is kept beside it
 // as a conflict copy, which syncs like any item.
 void Cycle::MergeBothChanged(const std::string& id, const v1::Item* ours,
-                             const v1::Item* theirs, const ScanResult& scan,
-                             const Pulled& pulled, MergePlan* plan) {
+                             const v1::Item* theirs, const Pulled& pulled,
+                             MergePlan* plan) {
   const RemoteTouch& touch =
       pulled.touched.count(id) ? pulled.touched.at(id) : RemoteTouch{};
   engine::ConflictRecord record;
@@ -470,14 +468,12 @@ void Cycle::MergeBothChanged(const std::string& id, const v1::Item* ours,
       plan->actions.push_back({LocalAction::kWrite, id, "", theirs});
     }
   }
-  (void)scan;
   plan->conflicts.push_back(std::move(record));
   report_->conflicts += 1;
 }
 
 absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
-                               const Pulled& pulled, StampMap* stamps,
-                               std::set<std::string>* deferred,
+                               StampMap* stamps, std::set<std::string>* deferred,
                                std::set<std::string>* refused) {
   engine::EngineChunkSource chunks(transfer_, scan.items);
   // The stamp each local object has now: as scanned, or as the last action left it
@@ -571,7 +567,6 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     report_->pulled_items += 1;
     (*stamps)[id] = *stamp;
   }
-  (void)pulled;
   return absl::OkStatus();
 }
 
@@ -628,7 +623,7 @@ absl::Status Cycle::RunOnce(bool* again) {
   // Apply theirs locally, then fold the settled items and the cursor into the shadow.
   StampMap stamps;
   std::set<std::string> deferred, refused;
-  FERRY_RETURN_IF_ERROR(ApplyLocal(plan, scan, pulled, &stamps, &deferred, &refused));
+  FERRY_RETURN_IF_ERROR(ApplyLocal(plan, scan, &stamps, &deferred, &refused));
   if (!deferred.empty()) {
     // Something changed locally while we applied. Folding their changes in now would
     // hide them from the next merge, so only the conflict log is kept and the cycle

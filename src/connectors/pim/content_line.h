@@ -20,7 +20,7 @@ namespace ferry::pim {
 // Limits of the PIM connectors. They live here rather than in src/core/limits.h
 // because this module may not edit that file; they may move there later.
 //
-// One .vcf or .ics file (after nothing: the BOM counts).
+// One .vcf or .ics file, BOM included.
 inline constexpr size_t kPimFileBytesMax = 16u << 20;
 // One logical line after unfolding; large enough for an inline base64 PHOTO.
 inline constexpr size_t kContentLineBytesMax = 10u << 20;
@@ -81,8 +81,9 @@ struct ParsedText {
 // Splits `text` into logical lines and parses each one.
 //
 // - A leading UTF-8 BOM is stripped (had_bom).
-// - Line endings: CRLF, LF, lone CR and any run of CRs followed by LF (some iPhone
-//   exports end lines with "\r\r\n") each end one physical line.
+// - Line endings: LF, or a run of CRs optionally followed by LF, ends one physical line
+//   (CRLF, LF, lone CR, and the "\r\r\n" some iPhone exports write). Line numbers in
+//   errors count physical lines so defined.
 // - Unfolding: a physical line starting with a space or horizontal tab continues the
 //   previous one; the line ending and that one whitespace character are removed.
 // - Blank lines are ignored (their bytes stay in `raw`), also between a line and its
