@@ -5,6 +5,7 @@
 #include <chrono>
 #include <sstream>
 
+#include "src/core/clock.h"
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
 #include "src/core/strings.h"
@@ -16,11 +17,7 @@ constexpr char kStateFile[] = "/device.toml";
 constexpr char kCertFile[] = "/server.pem";
 constexpr int kAppendAttemptsMax = 16;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return SystemClock().NowMs(); }
 
 absl::Status SaveHome(const std::string& home, const DeviceState& s,
                       const std::string& cert_pem) {

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "src/core/clock.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
 #include "src/core/strings.h"
@@ -57,12 +58,11 @@ constexpr uint64_t kProgressEveryItems = 64;
 
 class RealEnv final : public Env {
  public:
-  int64_t NowMs() override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
+  int64_t NowMs() override { return clock_.NowMs(); }
   std::string RandomBytes(size_t n) override { return seal::RandomBytes(n); }
+
+ private:
+  SystemClock clock_;
 };
 
 // What one remote item went through: the last transaction that touched it.
