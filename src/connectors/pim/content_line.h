@@ -87,10 +87,10 @@ struct ParsedText {
 // - Unfolding: a physical line starting with a space or horizontal tab continues the
 //   previous one; the line ending and that one whitespace character are removed.
 // - Blank lines are ignored (their bytes stay in `raw`), also between a line and its
-//   continuation. Whitespace-only lines are continuation lines that add nothing.
+//   continuation. A whitespace-only line is a continuation line like any other.
 // - vCard 2.1 quoted-printable soft breaks: when a line has ENCODING=QUOTED-PRINTABLE
-//   (or a bare QUOTED-PRINTABLE parameter) and, after unfolding, ends with '=', the '=' is
-//   removed and the next physical line is appended as is (even when blank). Folding
+//   (or a bare QUOTED-PRINTABLE parameter) and, after unfolding, ends with '=', the '='
+//   is removed and the next physical line is appended as is (even when blank). Folding
 //   takes precedence: if the next physical line starts with whitespace it is a fold.
 // - Syntax: [group "."] name *(";" param) ":" value, where param is
 //   name ["=" value *("," value)] and a value is either quoted ("...", no '"' inside)
