@@ -67,7 +67,10 @@ TEST_F(CliTest, AccountDevicesAndRevoke) {
   EXPECT_NE(devices.out.find("phone"), std::string::npos);
   EXPECT_NE(devices.out.find("(this device)"), std::string::npos);
 
-  CommandResult revoked = Ferry("laptop", {"revoke", "phone"});
+  CommandResult renamed = Ferry("laptop", {"rename", "phone", "tablet"});
+  ASSERT_EQ(renamed.exit_code, 0) << renamed.err;
+  EXPECT_NE(Ferry("phone", {"devices"}).out.find("tablet"), std::string::npos);
+  CommandResult revoked = Ferry("laptop", {"revoke", "tablet"});
   ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
   CommandResult refused = Ferry("phone", {"devices"});
   EXPECT_EQ(refused.exit_code, 1);

@@ -189,7 +189,10 @@ TEST_F(FerrydTest, AnotherAccountsCollectionIsOutOfReach) {
   EXPECT_TRUE(collections->empty());
   // alice is untouched.
   EXPECT_EQ(*a->client().Head(id), 1u);
-  EXPECT_EQ(a->client().ListDevices()->at(0).name(), "laptop");
+  auto name = seal::OpenDeviceName(a->state().master_key,
+                                   a->client().ListDevices()->at(0).name());
+  ASSERT_TRUE(name.ok());
+  EXPECT_EQ(*name, "laptop");
 }
 
 TEST_F(FerrydTest, RevokedDeviceIsRefusedAtOnce) {
@@ -324,8 +327,9 @@ TEST_F(FerrydTest, AcknowledgedAppendsSurviveKill9) {
 
 TEST_F(FerrydTest, ServerHoldsNoPlaintext) {
   const std::string kMarkers[] = {"MARKER-NAME-7d1f", "MARKER-FIELD-93ab",
-                                  "MARKER-CHUNK-c4e2", "MARKER-COLLECTION-55aa"};
-  auto a = NewAccount("alice", "laptop");
+                                  "MARKER-CHUNK-c4e2", "MARKER-COLLECTION-55aa",
+                                  "MARKER-DEVICE-0b3c"};
+  auto a = NewAccount("alice", kMarkers[4]);  // device names are sealed too
   ASSERT_TRUE(a);
   auto c = a->CreateCollection(kMarkers[3], "files");
   ASSERT_TRUE(c.ok());

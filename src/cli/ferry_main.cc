@@ -290,6 +290,13 @@ int RunLogin(const std::string& home, LoginFlags* flags, bool create) {
   return 0;
 }
 
+// A device's name, opened with this device's master key.
+std::string DeviceName(const Device& device, const ferry::v1::Device& d) {
+  absl::StatusOr<std::string> name =
+      ferry::seal::OpenDeviceName(device.state().master_key, d.name());
+  return name.ok() ? *name : "(name unreadable)";
+}
+
 // Accepts a device id, a unique prefix of one, or a unique device name.
 absl::StatusOr<std::string> ResolveDevice(Device& device, const std::string& which) {
   FERRY_ASSIGN_OR_RETURN(std::vector<ferry::v1::Device> all,
@@ -297,7 +304,7 @@ absl::StatusOr<std::string> ResolveDevice(Device& device, const std::string& whi
   std::vector<std::string> matches;
   for (const auto& d : all) {
     if (d.device_id() == which) return d.device_id();
-    if (d.name() == which || d.device_id().rfind(which, 0) == 0)
+    if (DeviceName(device, d) == which || d.device_id().rfind(which, 0) == 0)
       matches.push_back(d.device_id());
   }
   if (matches.size() == 1) return matches[0];
@@ -313,7 +320,7 @@ int RunDevices(const std::string& home) {
   if (!list.ok()) return Fail(list.status());
   for (const auto& d : *list) {
     std::printf("%s  %-20s  created %s  seen %s%s%s\n", d.device_id().c_str(),
-                d.name().c_str(), FormatMs(d.created_ms()).c_str(),
+                DeviceName(**device, d).c_str(), FormatMs(d.created_ms()).c_str(),
                 FormatMs(d.last_seen_ms()).c_str(), d.revoked() ? "  revoked" : "",
                 d.current() ? "  (this device)" : "");
   }
@@ -337,7 +344,10 @@ int RunRename(const std::string& home, const std::string& which,
   if (!device.ok()) return Fail(device.status());
   absl::StatusOr<std::string> id = ResolveDevice(**device, which);
   if (!id.ok()) return Fail(id.status());
-  absl::Status status = (*device)->client().RenameDevice(*id, name);
+  absl::StatusOr<std::string> sealed =
+      ferry::seal::SealDeviceName((*device)->state().master_key, name);
+  if (!sealed.ok()) return Fail(sealed.status());
+  absl::Status status = (*device)->client().RenameDevice(*id, *sealed);
   if (!status.ok()) return Fail(status);
   std::printf("renamed device %s to \"%s\"\n", id->c_str(), name.c_str());
   return 0;

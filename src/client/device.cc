@@ -97,6 +97,18 @@ DeviceState StateFromLogin(const LoginOptions& options, const v1::LoginResponse&
   return s;
 }
 
+// A device name is sealed with the master key before it leaves the device.
+absl::StatusOr<std::string> SealName(const seal::SecretKey& master_key,
+                                     const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("a device needs a name");
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("a device name holds a control character");
+    }
+  }
+  return seal::SealDeviceName(master_key, name);
+}
+
 absl::Status CheckPassphrase(const std::string& passphrase) {
   if (passphrase.empty()) return absl::InvalidArgumentError("the passphrase is empty");
   return absl::OkStatus();
@@ -135,7 +147,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::CreateAccount(
   request.mutable_kdf()->set_mem_limit_bytes(kdf.mem_limit_bytes);
   request.mutable_kdf()->set_salt(kdf.salt);
   request.set_auth_key(std::string(keys.auth_key.view()));
-  request.set_device_name(options.device_name);
+  FERRY_ASSIGN_OR_RETURN(*request.mutable_device_name(),
+                         SealName(keys.master_key, options.device_name));
   FERRY_ASSIGN_OR_RETURN(v1::LoginResponse response, client->CreateAccount(request));
   DeviceState state = StateFromLogin(options, response, keys);
   FERRY_RETURN_IF_ERROR(SaveHome(options.home, state, client->server_cert_pem()));
@@ -159,7 +172,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Login(const LoginOptions& option
   v1::LoginRequest request;
   request.set_user(options.user);
   request.set_auth_key(std::string(keys.auth_key.view()));
-  request.set_device_name(options.device_name);
+  FERRY_ASSIGN_OR_RETURN(*request.mutable_device_name(),
+                         SealName(keys.master_key, options.device_name));
   FERRY_ASSIGN_OR_RETURN(v1::LoginResponse response, client->Login(request));
   DeviceState state = StateFromLogin(options, response, keys);
   FERRY_RETURN_IF_ERROR(SaveHome(options.home, state, client->server_cert_pem()));

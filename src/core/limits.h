@@ -40,6 +40,8 @@ inline constexpr size_t kWrappedKeyBytesMax = 1024;
 // Names chosen by people.
 inline constexpr size_t kUserNameBytesMax = 128;
 inline constexpr size_t kDeviceNameBytesMax = 128;
+// A device name as the server stores it: sealed (nonce, ciphertext, tag).
+inline constexpr size_t kSealedDeviceNameBytesMax = 512;
 // Devices one account may have, live or revoked.
 inline constexpr size_t kDevicesPerAccountMax = 1000;
 // Argon2id costs an account may ask of its devices: a KdfParams that arrives with an

@@ -585,6 +585,24 @@ absl::StatusOr<std::string> OpenMetadata(const SecretKey& master_key,
                         "collection metadata");
 }
 
+// Device names are sealed like collection metadata, bound to a fixed pseudo-id that
+// no collection can have (collection ids are 32 hex digits).
+constexpr std::string_view kDeviceNameId = "device-name";
+
+absl::StatusOr<std::string> SealDeviceName(const SecretKey& master_key,
+                                           std::string_view name) {
+  if (name.size() > kDeviceNameBytesMax) {
+    return absl::InvalidArgumentError(
+        StrCat("a device name is at most ", kDeviceNameBytesMax, " bytes"));
+  }
+  return SealMetadata(master_key, kDeviceNameId, name);
+}
+
+absl::StatusOr<std::string> OpenDeviceName(const SecretKey& master_key,
+                                           std::string_view sealed) {
+  return OpenMetadata(master_key, kDeviceNameId, sealed);
+}
+
 // ---- ContentHasher ----
 
 ContentHasher::ContentHasher(const CollectionKey& key)

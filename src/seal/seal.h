@@ -112,6 +112,13 @@ absl::StatusOr<std::string> OpenMetadata(const SecretKey& master_key,
                                          std::string_view collection_id,
                                          std::string_view sealed);
 
+// A device's name sealed with the master key: the server stores and lists it, and
+// cannot read it. At most kDeviceNameBytesMax bytes of name.
+absl::StatusOr<std::string> SealDeviceName(const SecretKey& master_key,
+                                           std::string_view name);
+absl::StatusOr<std::string> OpenDeviceName(const SecretKey& master_key,
+                                           std::string_view sealed);
+
 // Keyed hashes of content, with a key derived from the collection key. Equal content in
 // one collection has equal ids; the server learns nothing else.
 class ContentHasher {

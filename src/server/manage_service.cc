@@ -111,7 +111,7 @@ absl::StatusOr<v1::LoginResponse> ManageService::DoCreateAccount(
     const v1::CreateAccountRequest& request) {
   FERRY_RETURN_IF_ERROR(CheckName("user", request.user(), kUserNameBytesMax));
   FERRY_RETURN_IF_ERROR(
-      CheckName("device name", request.device_name(), kDeviceNameBytesMax));
+      CheckSealed("device name", request.device_name(), kSealedDeviceNameBytesMax));
   FERRY_RETURN_IF_ERROR(CheckKdf(request.kdf()));
   if (request.auth_key().size() != seal::kKeyBytes) {
     return absl::InvalidArgumentError("auth key must be 32 bytes");
@@ -168,7 +168,7 @@ absl::StatusOr<v1::LoginResponse> ManageService::DoLogin(
     const v1::LoginRequest& request) {
   FERRY_RETURN_IF_ERROR(CheckName("user", request.user(), kUserNameBytesMax));
   FERRY_RETURN_IF_ERROR(
-      CheckName("device name", request.device_name(), kDeviceNameBytesMax));
+      CheckSealed("device name", request.device_name(), kSealedDeviceNameBytesMax));
   int64_t now_ms = clock_->NowMs();
   FERRY_RETURN_IF_ERROR(throttle_.Check(request.user(), now_ms));
   absl::StatusOr<AccountRecord> account = backend_->GetAccountByUser(request.user());
@@ -215,7 +215,8 @@ grpc::Status ManageService::RenameDevice(grpc::ServerContext* context,
                                          v1::Empty*) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  absl::Status valid = CheckName("device name", request->name(), kDeviceNameBytesMax);
+  absl::Status valid =
+      CheckSealed("device name", request->name(), kSealedDeviceNameBytesMax);
   if (!valid.ok()) return rpc::ToGrpc(valid);
   return rpc::ToGrpc(
       backend_->RenameDevice(me->account_id, request->device_id(), request->name()));

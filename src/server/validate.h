@@ -24,6 +24,16 @@ inline absl::Status CheckName(std::string_view what, std::string_view name,
   return absl::OkStatus();
 }
 
+// Bytes sealed by a client (the server cannot read them): 1..bytes_max bytes.
+inline absl::Status CheckSealed(std::string_view what, std::string_view sealed,
+                                size_t bytes_max) {
+  if (sealed.empty() || sealed.size() > bytes_max) {
+    return absl::InvalidArgumentError(
+        StrCat("sealed ", what, " must be 1 to ", bytes_max, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
 // An id made by seal::RandomId(): 32 lowercase hex digits.
 inline absl::Status CheckId(std::string_view what, std::string_view id) {
   bool ok = id.size() == 32;
