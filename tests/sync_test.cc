@@ -215,6 +215,22 @@ TEST_F(SyncTest, InsertAtTheStartOfALargeFileCostsLittle) {
   EXPECT_EQ(ReadFile(b_.root / "big.bin"), "inserted at the start " + data);
 }
 
+TEST_F(SyncTest, ASmallOverwriteTravelsAsADelta) {
+  std::string data = RandomBytes(4 << 20, 3);
+  WriteFile(a_.root / "big.bin", data);
+  a_.Sync();
+  b_.Sync();
+  data.replace(2 << 20, 20, "twenty edited bytes!");
+  WriteFile(a_.root / "big.bin", data);
+  SyncReport edit = a_.Sync();
+  EXPECT_LT(edit.pushed_bytes, 16u << 10) << "bytes pushed for a 20-byte overwrite";
+  SyncReport got = b_.Sync();  // the base is in b's own copy of the file
+  EXPECT_LT(got.pulled_bytes, 16u << 10);
+  EXPECT_EQ(ReadFile(b_.root / "big.bin"), data);
+  c_.Sync();  // c never had the old version: it fetches the delta's base from the store
+  EXPECT_EQ(ReadFile(c_.root / "big.bin"), data);
+}
+
 TEST_F(SyncTest, RenamesMoveNoContent) {
   for (int i = 0; i < 20; ++i) {
     WriteFile(a_.root / "photos" / ("p" + std::to_string(i) + ".jpg"),

@@ -24,7 +24,8 @@ struct CollectionKey;
 }
 namespace engine {
 class ShadowStore;
-}
+class ChunkCache;
+}  // namespace engine
 
 // Time and randomness, replaceable for tests and the simulation.
 class Env {
@@ -73,6 +74,8 @@ struct EngineConfig {
   net::Client* client = nullptr;
   Connector* connector = nullptr;
   engine::ShadowStore* shadow = nullptr;
+  // Optional: recent chunk plaintexts, so edits travel as deltas (engine/chunk_cache.h).
+  engine::ChunkCache* cache = nullptr;
   Env* env = nullptr;  // nullptr: Env::Default()
 };
 

@@ -10,6 +10,7 @@
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
 #include "src/core/strings.h"
+#include "src/engine/chunk_cache.h"
 #include "src/engine/shadow_store.h"
 
 namespace ferry::client {
@@ -17,6 +18,8 @@ namespace {
 
 constexpr char kCollectionsDir[] = "/collections";
 constexpr size_t kLocalCollectionsMax = 10000;
+// Plaintext of recent chunks kept per collection, for sending edits as deltas.
+constexpr uint64_t kChunkCacheBytesMax = 256u << 20;
 
 std::string StatePath(const std::string& home, const std::string& collection_id) {
   return StrCat(home, kCollectionsDir, "/", collection_id, "/shadow.db");
@@ -124,6 +127,10 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
         "collection '", local.name, "' on the server is not the one this device added"));
   }
   FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
+  std::string cache_path =
+      local.state_path.substr(0, local.state_path.rfind('/')) + "/chunk-cache.db";
+  FERRY_ASSIGN_OR_RETURN(auto cache,
+                         engine::ChunkCache::Open(cache_path, kChunkCacheBytesMax));
   seal::ContentHasher hasher(info.key);
   files::FilesOptions files_options;
   files_options.root = local.root;
@@ -135,6 +142,7 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
   config.client = &device.client();
   config.connector = &connector;
   config.shadow = shadow.get();
+  config.cache = cache.get();
   return Sync(config, options);
 }
 

@@ -104,8 +104,8 @@ class Cycle {
         report_(report),
         env_(config.env != nullptr ? config.env : Env::Default()),
         hasher_(*config.key),
-        transfer_{config.collection_id, config.key,       &hasher_,
-                  config.client,        config.connector, report} {}
+        transfer_{config.collection_id, config.key, &hasher_,     config.client,
+                  config.connector,     report,     config.cache, nullptr} {}
 
   absl::Status Run();
 
@@ -759,7 +759,9 @@ absl::Status Cycle::CommitPushed(const v1::Transaction& tx, uint64_t seq,
 absl::Status Cycle::Push(std::vector<v1::Op> ops,
                          const std::map<std::string, LocalItem>& local, ItemMap synced,
                          uint64_t cursor, bool* again) {
-  FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(transfer_, ops, local));
+  engine::TransferContext upload = transfer_;
+  upload.synced = &synced;  // patches splice these: their old chunks are delta bases
+  FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(upload, ops, local));
   size_t next = 0;
   while (next < ops.size()) {
     v1::Transaction tx;

@@ -14,6 +14,8 @@
 namespace ferry::engine {
 namespace {
 
+// Delta chunks whose base is itself a delta, followed at most this deep.
+constexpr int kDeltaDepthMax = 8;
 // Sealed bytes per PutChunks call; a call holds at most this much in memory.
 constexpr size_t kUploadBatchBytesMax = 16u << 20;
 
@@ -31,6 +33,57 @@ absl::StatusOr<std::set<std::string>> MissingChunks(const TransferContext& c,
     }
   }
   return missing;
+}
+
+// For each chunk a patch splices in, the chunk it replaces in the synced version: the
+// receiver has that one, so the new chunk can travel as a delta against it.
+std::map<std::string, std::string> DeltaBases(const TransferContext& c,
+                                              const std::vector<v1::Op>& ops) {
+  std::map<std::string, std::string> bases;
+  if (c.cache == nullptr || c.synced == nullptr) return bases;
+  for (const v1::Op& op : ops) {
+    if (!op.has_patch()) continue;
+    auto item = c.synced->find(op.patch().id());
+    if (item == c.synced->end()) continue;
+    for (const v1::ContentPatch& patch : op.patch().splice()) {
+      const v1::Field* field = FindField(*item->second, patch.field());
+      if (field == nullptr || !field->has_content()) continue;
+      const v1::ContentRef& old = field->content();
+      for (const v1::Splice& splice : patch.splices()) {
+        if (splice.remove() == 0) continue;
+        for (int k = 0; k < splice.insert_size(); ++k) {
+          uint32_t index = splice.index() + std::min<uint32_t>(static_cast<uint32_t>(k),
+                                                               splice.remove() - 1);
+          if (index < static_cast<uint32_t>(old.chunks_size())) {
+            bases.emplace(splice.insert(k).id(),
+                          old.chunks(static_cast<int>(index)).id());
+          }
+        }
+      }
+    }
+  }
+  return bases;
+}
+
+// Seals a chunk for upload: as a delta when its base is in the cache and that is
+// smaller, else whole. Every uploaded chunk goes into the cache for the next edit.
+absl::StatusOr<seal::SealedChunk> SealForUpload(
+    const TransferContext& c, const std::map<std::string, std::string>& delta_base,
+    const std::string& id, std::string_view plain) {
+  absl::StatusOr<seal::SealedChunk> sealed = absl::NotFoundError("no base");
+  auto base = delta_base.find(id);
+  if (base != delta_base.end()) {
+    std::optional<std::string> base_plain = c.cache->Get(base->second);
+    if (base_plain.has_value()) {
+      sealed = seal::SealChunkDelta(*c.key, *c.hasher, c.collection_id, plain,
+                                    base->second, *base_plain);
+    }
+  }
+  if (!sealed.ok()) sealed = seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain);
+  if (sealed.ok() && c.cache != nullptr) {
+    (void)c.cache->Put(sealed->id, plain);  // best effort, as in Download
+  }
+  return sealed;
 }
 
 }  // namespace
@@ -62,6 +115,7 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
       }
     }
   }
+  std::map<std::string, std::string> delta_base = DeltaBases(c, ops);
   std::mutex mu;  // guards missing, first_error and the report
   absl::Status first_error;
   std::atomic<size_t> next{0};
@@ -91,9 +145,8 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
               std::lock_guard lock(mu);
               if (missing.erase(ref.id()) == 0) return absl::OkStatus();  // claimed
             }
-            FERRY_ASSIGN_OR_RETURN(
-                seal::SealedChunk sealed,
-                seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain));
+            FERRY_ASSIGN_OR_RETURN(seal::SealedChunk sealed,
+                                   SealForUpload(c, delta_base, ref.id(), plain));
             if (sealed.id != ref.id()) {
               return absl::FailedPreconditionError(
                   StrCat(item.id(), " changed while it was being uploaded"));
@@ -133,7 +186,7 @@ EngineChunkSource::EngineChunkSource(const TransferContext& context,
       if (!field.has_content()) continue;
       uint64_t offset = 0;
       for (const v1::ChunkRef& ref : field.content().chunks()) {
-        places_.try_emplace(ref.id(), Place{id, field.name(), offset});
+        places_.try_emplace(ref.id(), Place{id, field.name(), offset, ref.size()});
         offset += ref.size();
       }
     }
@@ -154,8 +207,31 @@ std::optional<std::string> EngineChunkSource::ReadLocal(const v1::ChunkRef& ref)
   return *std::move(data);
 }
 
+absl::StatusOr<std::string> EngineChunkSource::ResolveBase(const std::string& id,
+                                                           int depth) {
+  auto place = places_.find(id);
+  if (place != places_.end()) {
+    v1::ChunkRef ref;
+    ref.set_id(id);
+    ref.set_size(place->second.size);
+    std::optional<std::string> local = ReadLocal(ref);
+    if (local.has_value()) return *std::move(local);
+  }
+  if (context_.cache != nullptr) {
+    std::optional<std::string> cached = context_.cache->Get(id);
+    if (cached.has_value() && context_.hasher->ChunkId(*cached) == id) return *cached;
+  }
+  if (depth >= kDeltaDepthMax) {
+    return absl::DataLossError("a chain of delta chunks is too long");
+  }
+  v1::ChunkRef ref;
+  ref.set_id(id);  // size unknown: Download checks sizes only when they are set
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> base, Download({ref}, depth + 1));
+  return std::move(base[0]);
+}
+
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
-    const std::vector<v1::ChunkRef>& refs) {
+    const std::vector<v1::ChunkRef>& refs, int depth) {
   std::vector<std::string> ids;
   for (const v1::ChunkRef& ref : refs) ids.push_back(ref.id());
   FERRY_ASSIGN_OR_RETURN(auto sealed,
@@ -163,12 +239,23 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
   std::vector<std::string> out(refs.size());
   for (size_t j = 0; j < sealed.size(); ++j) {
     context_.report->pulled_bytes += sealed[j].second.size();
+    std::optional<std::string> base_id = seal::ChunkDeltaBase(sealed[j].second);
+    std::optional<std::string> base;
+    if (base_id.has_value()) {
+      FERRY_ASSIGN_OR_RETURN(base, ResolveBase(*base_id, depth));
+    }
     FERRY_ASSIGN_OR_RETURN(
         out[j], seal::OpenChunk(*context_.key, *context_.hasher, context_.collection_id,
-                                ids[j], sealed[j].second));
-    if (out[j].size() != refs[j].size()) {
+                                ids[j], sealed[j].second,
+                                base.has_value() ? std::optional<std::string_view>(*base)
+                                                 : std::nullopt));
+    if (refs[j].size() != 0 && out[j].size() != refs[j].size()) {
       return absl::DataLossError(
           "a downloaded chunk has another size than its reference");
+    }
+    if (context_.cache != nullptr) {
+      // Best effort: a chunk missing from the cache costs bandwidth later, nothing else.
+      (void)context_.cache->Put(ids[j], out[j]);
     }
   }
   context_.report->downloaded_chunks += sealed.size();

@@ -11,6 +11,8 @@
 
 #include "include/ferry/connector.h"
 #include "include/ferry/engine.h"
+#include "src/engine/chunk_cache.h"
+#include "src/engine/items.h"
 #include "src/net/client.h"
 #include "src/seal/seal.h"
 
@@ -23,6 +25,8 @@ struct TransferContext {
   net::Client* client = nullptr;
   Connector* connector = nullptr;
   SyncReport* report = nullptr;
+  ChunkCache* cache = nullptr;      // optional: enables deltas
+  const ItemMap* synced = nullptr;  // for uploads: the items patches apply to
 };
 
 // Uploads every chunk that `ops` reference and the store lacks, reading content from
@@ -46,13 +50,16 @@ class EngineChunkSource final : public ChunkSource {
   absl::Status Prefetch(const std::vector<v1::ChunkRef>& refs);
 
  private:
-  absl::StatusOr<std::vector<std::string>> Download(
-      const std::vector<v1::ChunkRef>& refs);
+  absl::StatusOr<std::vector<std::string>> Download(const std::vector<v1::ChunkRef>& refs,
+                                                    int depth = 0);
+  // The plaintext of the base of a delta chunk: local data, the cache, or the store.
+  absl::StatusOr<std::string> ResolveBase(const std::string& id, int depth);
 
   struct Place {
     std::string item_id;
     std::string field;
     uint64_t offset = 0;
+    uint32_t size = 0;
   };
   std::optional<std::string> ReadLocal(const v1::ChunkRef& ref);
 

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -71,9 +72,18 @@ constexpr std::string_view kTokenHashDomain{"ferry-token-hash-v1\0", 20};
 //   [30..]   ciphertext of the (possibly compressed) plaintext, with its 16-byte tag
 // Associated data: "ferry-chunk-v1" || collection_id || '\0' || chunk id || bytes [0..5].
 // Everything after collection_id has a fixed length, so the encoding is unambiguous.
+//
+// A delta chunk (version 2) has the id of its base chunk after the size:
+//   [0] 2, [1] kChunkDeltaZstd, [2..5] size, [6..37] base chunk id, [38..61] nonce, ...
+// and its associated data ends with bytes [0..37], so the base is authenticated too.
 constexpr uint8_t kChunkVersion = 1;
+constexpr uint8_t kChunkDeltaVersion = 2;
+constexpr uint8_t kChunkDeltaZstd = 2;  // zstd with the base chunk as dictionary
 constexpr size_t kChunkHeaderBytes = 6;
+constexpr size_t kChunkDeltaHeaderBytes = kChunkHeaderBytes + kChunkIdBytes;
 constexpr size_t kChunkPrefixBytes = kChunkHeaderBytes + kNonceBytes;
+// A delta is made only while base and chunk together fit zstd's default window.
+constexpr size_t kChunkDeltaInputBytesMax = 1u << 20;
 static_assert(kChunkBytesMax <= UINT32_MAX);
 
 constexpr size_t kWrappedKeyBytes = kNonceBytes + kKeyBytes + kTagBytes;
@@ -251,7 +261,8 @@ std::string MetadataAad(std::string_view collection_id) {
 std::string ChunkAad(std::string_view collection_id, std::string_view id,
                      std::string_view header) {
   FERRY_SEAL_CHECK(id.size() == kChunkIdBytes);
-  FERRY_SEAL_CHECK(header.size() == kChunkHeaderBytes);
+  FERRY_SEAL_CHECK(header.size() == kChunkHeaderBytes ||
+                   header.size() == kChunkDeltaHeaderBytes);
   return StrCat(kChunkAadDomain, collection_id, std::string_view("\0", 1), id, header);
 }
 
@@ -747,10 +758,45 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
   return chunk;
 }
 
-absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
-                                      const ContentHasher& hasher,
-                                      std::string_view collection_id, std::string_view id,
-                                      std::string_view sealed) {
+namespace {
+
+// zstd of `plaintext` with `base` as a raw-content dictionary (a prefix); fresh
+// contexts, since a prefix applies to one frame only.
+std::string CompressAgainst(std::string_view plaintext, std::string_view base) {
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(),
+                                                          &ZSTD_freeCCtx);
+  FERRY_SEAL_CHECK(cctx != nullptr);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, kZstdLevel);
+  ZSTD_CCtx_refPrefix(cctx.get(), base.data(), base.size());
+  std::string out(ZSTD_compressBound(plaintext.size()), '\0');
+  size_t n = ZSTD_compress2(cctx.get(), out.data(), out.size(), plaintext.data(),
+                            plaintext.size());
+  FERRY_SEAL_CHECK(!ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+absl::StatusOr<std::string> DecompressAgainst(std::string_view frame,
+                                              std::string_view base, size_t declared) {
+  unsigned long long frame_size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (frame_size == ZSTD_CONTENTSIZE_ERROR || frame_size != declared) {
+    return absl::DataLossError("delta chunk frame does not declare the chunk's size");
+  }
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(),
+                                                          &ZSTD_freeDCtx);
+  FERRY_SEAL_CHECK(dctx != nullptr);
+  ZSTD_DCtx_refPrefix(dctx.get(), base.data(), base.size());
+  std::string out(declared, '\0');
+  size_t n =
+      ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n) || n != declared) {
+    return absl::DataLossError("delta chunk does not decompress against its base");
+  }
+  return out;
+}
+
+absl::Status CheckChunkArgs(std::string_view collection_id, std::string_view id,
+                            std::string_view sealed) {
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (id.size() != kChunkIdBytes) {
     return absl::InvalidArgumentError(
@@ -762,6 +808,92 @@ absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
   }
   if (sealed.size() < kChunkPrefixBytes + kTagBytes) {
     return absl::InvalidArgumentError("sealed chunk is too short");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> OpenDeltaChunk(const CollectionKey& key,
+                                           const ContentHasher& hasher,
+                                           std::string_view collection_id,
+                                           std::string_view id, std::string_view sealed,
+                                           std::optional<std::string_view> base) {
+  if (sealed.size() < kChunkDeltaHeaderBytes + kNonceBytes + kTagBytes) {
+    return absl::InvalidArgumentError("sealed delta chunk is too short");
+  }
+  std::string_view header = sealed.substr(0, kChunkDeltaHeaderBytes);
+  uint32_t declared = ReadLe32(header.substr(2));
+  std::string_view base_id = header.substr(kChunkHeaderBytes, kChunkIdBytes);
+  if (static_cast<uint8_t>(header[1]) != kChunkDeltaZstd || declared > kChunkBytesMax) {
+    return absl::InvalidArgumentError("malformed delta chunk header");
+  }
+  if (!base.has_value()) {
+    return absl::FailedPreconditionError("a delta chunk opens only with its base chunk");
+  }
+  if (!ConstantTimeEquals(hasher.ChunkId(*base), base_id)) {
+    return absl::InvalidArgumentError("the base given is not this delta chunk's base");
+  }
+  FERRY_ASSIGN_OR_RETURN(
+      std::string frame,
+      AeadOpen(key.key, ChunkAad(collection_id, id, header),
+               sealed.substr(kChunkDeltaHeaderBytes, kNonceBytes),
+               sealed.substr(kChunkDeltaHeaderBytes + kNonceBytes), "chunk"));
+  FERRY_ASSIGN_OR_RETURN(std::string plaintext,
+                         DecompressAgainst(frame, *base, declared));
+  if (!ConstantTimeEquals(hasher.ChunkId(plaintext), id)) {
+    return absl::DataLossError("chunk content does not match its id");
+  }
+  return plaintext;
+}
+
+}  // namespace
+
+absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
+                                           const ContentHasher& hasher,
+                                           std::string_view collection_id,
+                                           std::string_view plaintext,
+                                           std::string_view base_id,
+                                           std::string_view base_plaintext) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (plaintext.size() > kChunkBytesMax || base_id.size() != kChunkIdBytes) {
+    return absl::InvalidArgumentError("delta chunk: bad size or base id");
+  }
+  if (plaintext.size() + base_plaintext.size() > kChunkDeltaInputBytesMax) {
+    return absl::NotFoundError("chunk and base too large for a delta");
+  }
+  std::string frame = CompressAgainst(plaintext, base_plaintext);
+  auto [compression, payload] = MaybeCompress(plaintext);
+  if (frame.size() + kChunkIdBytes >= payload.size()) {
+    return absl::NotFoundError("a delta would not be smaller");
+  }
+  SealedChunk chunk;
+  chunk.id = hasher.ChunkId(plaintext);
+  std::string header;
+  header.push_back(static_cast<char>(kChunkDeltaVersion));
+  header.push_back(static_cast<char>(kChunkDeltaZstd));
+  AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
+  header.append(base_id);
+  chunk.data =
+      header + AeadSeal(key.key, ChunkAad(collection_id, chunk.id, header), frame);
+  FERRY_SEAL_CHECK(chunk.data.size() <= kSealedChunkBytesMax);
+  return chunk;
+}
+
+std::optional<std::string> ChunkDeltaBase(std::string_view sealed) {
+  if (sealed.size() < kChunkDeltaHeaderBytes ||
+      static_cast<uint8_t>(sealed[0]) != kChunkDeltaVersion) {
+    return std::nullopt;
+  }
+  return std::string(sealed.substr(kChunkHeaderBytes, kChunkIdBytes));
+}
+
+absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
+                                      const ContentHasher& hasher,
+                                      std::string_view collection_id, std::string_view id,
+                                      std::string_view sealed,
+                                      std::optional<std::string_view> base_plaintext) {
+  FERRY_RETURN_IF_ERROR(CheckChunkArgs(collection_id, id, sealed));
+  if (static_cast<uint8_t>(sealed[0]) == kChunkDeltaVersion) {
+    return OpenDeltaChunk(key, hasher, collection_id, id, sealed, base_plaintext);
   }
   std::string_view header = sealed.substr(0, kChunkHeaderBytes);
   uint8_t version = static_cast<uint8_t>(header[0]);

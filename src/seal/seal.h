@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -176,11 +177,29 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
                                       std::string_view collection_id,
                                       std::string_view plaintext);
 
-// Opens a sealed chunk and checks that its plaintext hashes to `id`.
-absl::StatusOr<std::string> OpenChunk(const CollectionKey& key,
-                                      const ContentHasher& hasher,
-                                      std::string_view collection_id, std::string_view id,
-                                      std::string_view sealed);
+// Seals `plaintext` as a delta against another chunk of the collection that the
+// receiver is likely to have (the chunk it replaces in an edited file): zstd with
+// `base_plaintext` as its dictionary, so a small edit costs bytes, not a chunk. The
+// sealed bytes name the base (ChunkDeltaBase) and bind it as associated data. Returns
+// NOT_FOUND when a delta is no smaller than SealChunk would be (seal normally then).
+absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
+                                           const ContentHasher& hasher,
+                                           std::string_view collection_id,
+                                           std::string_view plaintext,
+                                           std::string_view base_id,
+                                           std::string_view base_plaintext);
+
+// The id of the chunk a sealed delta chunk needs to be opened, or nullopt for a chunk
+// that opens alone. Reads only the cleartext header.
+std::optional<std::string> ChunkDeltaBase(std::string_view sealed);
+
+// Opens a sealed chunk and checks that its plaintext hashes to `id`. A delta chunk
+// needs `base_plaintext`, the plaintext of ChunkDeltaBase(sealed), which is checked
+// against that id too; FAILED_PRECONDITION when it is not given.
+absl::StatusOr<std::string> OpenChunk(
+    const CollectionKey& key, const ContentHasher& hasher, std::string_view collection_id,
+    std::string_view id, std::string_view sealed,
+    std::optional<std::string_view> base_plaintext = std::nullopt);
 
 }  // namespace ferry::seal
 

@@ -799,5 +799,38 @@ TEST_F(SealTest, SecretKey) {
   EXPECT_NE(SecretKey::Random().view(), r.view());
 }
 
+TEST_F(SealTest, DeltaChunkOfASmallEditIsSmallAndOpensOnlyWithItsBase) {
+  std::string base = RandomBytes(60000);  // incompressible: only the base can help
+  std::string edited = base;
+  edited.replace(30000, 20, "twenty edited bytes!");
+  std::string base_id = hasher_.ChunkId(base);
+  absl::StatusOr<SealedChunk> delta =
+      SealChunkDelta(key_, hasher_, cid_, edited, base_id, base);
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  EXPECT_LT(delta->data.size(), 1024u);
+  EXPECT_EQ(delta->id, hasher_.ChunkId(edited));
+  EXPECT_EQ(ChunkDeltaBase(delta->data), base_id);
+  absl::StatusOr<std::string> opened =
+      OpenChunk(key_, hasher_, cid_, delta->id, delta->data, base);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(*opened, edited);
+  EXPECT_EQ(OpenChunk(key_, hasher_, cid_, delta->id, delta->data).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, delta->data, edited).ok());
+  // Every single-byte change, the base id in the header included, is caught.
+  for (size_t i = 0; i < delta->data.size(); ++i) {
+    std::string tampered = delta->data;
+    tampered[i] ^= 0x01;
+    EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, tampered, base).ok()) << i;
+  }
+  // A normal chunk has no base; unrelated content makes no delta.
+  auto plain = SealChunk(key_, hasher_, cid_, base);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(ChunkDeltaBase(plain->data).has_value());
+  std::string unrelated = RandomBytes(60000);
+  EXPECT_TRUE(absl::IsNotFound(
+      SealChunkDelta(key_, hasher_, cid_, unrelated, base_id, base).status()));
+}
+
 }  // namespace
 }  // namespace ferry::seal
