@@ -20,6 +20,9 @@ constexpr char kCollectionsDir[] = "/collections";
 constexpr size_t kLocalCollectionsMax = 10000;
 // Plaintext of recent chunks kept per collection, for sending edits as deltas.
 constexpr uint64_t kChunkCacheBytesMax = 256u << 20;
+// What one sync adds to it: small edits are what deltas are for, and a large initial
+// sync should not write all of its data twice.
+constexpr uint64_t kChunkCacheWrittenPerSyncMax = 64u << 20;
 
 std::string StatePath(const std::string& home, const std::string& collection_id) {
   return StrCat(home, kCollectionsDir, "/", collection_id, "/shadow.db");
@@ -130,7 +133,8 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
   std::string cache_path =
       local.state_path.substr(0, local.state_path.rfind('/')) + "/chunk-cache.db";
   FERRY_ASSIGN_OR_RETURN(auto cache,
-                         engine::ChunkCache::Open(cache_path, kChunkCacheBytesMax));
+                         engine::ChunkCache::Open(cache_path, kChunkCacheBytesMax,
+                                                  kChunkCacheWrittenPerSyncMax));
   seal::ContentHasher hasher(info.key);
   files::FilesOptions files_options;
   files_options.root = local.root;

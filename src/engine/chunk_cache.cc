@@ -17,12 +17,14 @@ constexpr int kEvictBatch = 64;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(const std::string& path,
-                                                             uint64_t bytes_max) {
+                                                             uint64_t bytes_max,
+                                                             uint64_t written_max) {
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<sqlite::Database> db,
                          sqlite::Database::Open(path));
   FERRY_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous=OFF"));
   FERRY_RETURN_IF_ERROR(db->Migrate(kMigrations, std::size(kMigrations)));
-  std::unique_ptr<ChunkCache> cache(new ChunkCache(std::move(db), bytes_max));
+  std::unique_ptr<ChunkCache> cache(
+      new ChunkCache(std::move(db), bytes_max, written_max));
   FERRY_ASSIGN_OR_RETURN(auto s,
                          cache->db_->Prepare("SELECT COALESCE(SUM(LENGTH(data)), 0), "
                                              "COALESCE(MAX(used), 0) FROM chunks"));
@@ -36,6 +38,8 @@ absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(const std::string& 
 
 absl::Status ChunkCache::Put(std::string_view id, std::string_view plaintext) {
   std::lock_guard lock(mu_);
+  if (written_ + plaintext.size() > written_max_) return absl::OkStatus();
+  written_ += plaintext.size();
   FERRY_ASSIGN_OR_RETURN(
       auto s, db_->Prepare("INSERT OR IGNORE INTO chunks(id, data, used) VALUES(?,?,?)"));
   FERRY_RETURN_IF_ERROR(s.BindBlob(1, id).BindBlob(2, plaintext).Bind(3, ++clock_).Run());
