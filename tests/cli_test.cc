@@ -148,9 +148,7 @@ TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {
   FerrydProcess impostor(dir_ / "impostor");
   ASSERT_TRUE(impostor.ok()) << impostor.error();
   std::string state_path = dir_ / "laptop/device.toml";
-  std::ifstream in(state_path);
-  std::string state((std::istreambuf_iterator<char>(in)),
-                    std::istreambuf_iterator<char>());
+  std::string state = testing::ReadWholeFile(state_path);
   state = std::regex_replace(state, std::regex(server_->address()), impostor.address());
   std::ofstream(state_path) << state;
   CommandResult refused = Ferry("laptop", {"devices"});

@@ -23,10 +23,7 @@ using testing::TempDir;
 constexpr int kRounds = 20;
 constexpr uint64_t kSeed = 20261127;
 
-std::string ReadAll(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+std::string ReadAll(const fs::path& path) { return testing::ReadWholeFile(path); }
 
 class CrashTest : public ::testing::Test {
  protected:
@@ -43,9 +40,9 @@ class CrashTest : public ::testing::Test {
   int Login(const std::string& home, bool create) {
     std::vector<std::string> args = create ? std::vector<std::string>{"account", "create"}
                                            : std::vector<std::string>{"login"};
-    for (const std::string& a : {std::string("--server"), server_->address(),
-                                 std::string("--user"), std::string("crash"),
-                                 std::string("--passphrase-file"), dir_ / "passphrase"}) {
+    for (const std::string& a :
+         {std::string("--server"), server_->address(), std::string("--user"),
+          std::string("crash"), std::string("--passphrase-file"), dir_ / "passphrase"}) {
       args.push_back(a);
     }
     CommandResult r = Ferry(home, args);
@@ -110,7 +107,8 @@ TEST_F(CrashTest, KilledSyncsConvergeWithNothingLostOrTorn) {
     // a edits, creates, renames and deletes a little each round.
     for (int e = 0; e < 4; ++e) {
       const std::string& rel = files[random_() % files.size()];
-      if (fs::exists(fs::path(dir_ / "root-a") / rel)) Write(rel, Random(3000 + random_() % 90000));
+      if (fs::exists(fs::path(dir_ / "root-a") / rel))
+        Write(rel, Random(3000 + random_() % 90000));
     }
     Write("new/round" + std::to_string(round), Random(3 << 20));
     files.push_back("new/round" + std::to_string(round));

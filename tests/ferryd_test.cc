@@ -354,9 +354,7 @@ TEST_F(FerrydTest, ServerHoldsNoPlaintext) {
        std::filesystem::recursive_directory_iterator(server_->data_dir())) {
     if (!entry.is_regular_file()) continue;
     ++files;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)),
-                      std::istreambuf_iterator<char>());
+    std::string bytes = testing::ReadWholeFile(entry.path());
     for (const std::string& marker : kMarkers) {
       EXPECT_EQ(bytes.find(marker), std::string::npos)
           << marker << " in " << entry.path();

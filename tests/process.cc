@@ -61,6 +61,12 @@ pid_t Spawn(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd,
 
 }  // namespace
 
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
 std::string FerrydPath() { return FERRY_FERRYD_PATH; }
 std::string FerryPath() { return FERRY_CLI_PATH; }
 
@@ -167,10 +173,7 @@ FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extr
     }
   }
   if (fingerprint_.empty()) {
-    std::ifstream in(log_path);
-    std::string logged((std::istreambuf_iterator<char>(in)),
-                       std::istreambuf_iterator<char>());
-    error_ = "ferryd did not start: " + printed + logged;
+    error_ = "ferryd did not start: " + printed + ReadWholeFile(log_path);
     address_.clear();
   }
 }

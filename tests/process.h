@@ -61,6 +61,9 @@ class FerrydProcess {
   std::string error_;
 };
 
+// The bytes of a file; "" when it cannot be read.
+std::string ReadWholeFile(const std::string& path);
+
 std::string FerrydPath();
 std::string FerryPath();
 

@@ -35,11 +35,7 @@ void WriteFile(const fs::path& path, const std::string& data) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
 }
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
+std::string ReadFile(const fs::path& path) { return testing::ReadWholeFile(path); }
 
 // Every entry of a tree: type, mode, content or target, mtime of files.
 std::map<std::string, std::string> Describe(const fs::path& root) {

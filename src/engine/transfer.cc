@@ -90,9 +90,8 @@ absl::StatusOr<seal::SealedChunk> SealForUpload(
 
 absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1::Op>& ops,
                                  const std::map<std::string, LocalItem>& local) {
-  v1::Transaction all;
-  for (const v1::Op& op : ops) *all.add_ops() = op;
-  std::vector<std::string> ids = seal::ReferencedChunkIds(all);
+  std::vector<std::string> ids;
+  for (const v1::Op& op : ops) seal::AppendReferencedChunkIds(op, &ids);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   FERRY_ASSIGN_OR_RETURN(std::set<std::string> missing, MissingChunks(c, ids));

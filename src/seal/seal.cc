@@ -632,24 +632,26 @@ std::string ContentHasher::ContentDigest(std::string_view plaintext) const {
 // The payload is sealed with the collection key itself; the AAD (the exact header
 // bytes, which start with the format field) cannot be mistaken for a chunk's AAD.
 
-std::vector<std::string> ReferencedChunkIds(const v1::Transaction& tx) {
-  std::vector<std::string> ids;
-  auto add_content = [&ids](const v1::Field& field) {
+void AppendReferencedChunkIds(const v1::Op& op, std::vector<std::string>* ids) {
+  auto add_content = [ids](const v1::Field& field) {
     if (!field.has_content()) return;
-    for (const v1::ChunkRef& ref : field.content().chunks()) ids.push_back(ref.id());
+    for (const v1::ChunkRef& ref : field.content().chunks()) ids->push_back(ref.id());
   };
-  for (const v1::Op& op : tx.ops()) {
-    if (op.has_put()) {
-      for (const v1::Field& f : op.put().item().fields()) add_content(f);
-    } else if (op.has_patch()) {
-      for (const v1::Field& f : op.patch().set()) add_content(f);
-      for (const v1::ContentPatch& p : op.patch().splice()) {
-        for (const v1::Splice& splice : p.splices()) {
-          for (const v1::ChunkRef& ref : splice.insert()) ids.push_back(ref.id());
-        }
+  if (op.has_put()) {
+    for (const v1::Field& f : op.put().item().fields()) add_content(f);
+  } else if (op.has_patch()) {
+    for (const v1::Field& f : op.patch().set()) add_content(f);
+    for (const v1::ContentPatch& p : op.patch().splice()) {
+      for (const v1::Splice& splice : p.splices()) {
+        for (const v1::ChunkRef& ref : splice.insert()) ids->push_back(ref.id());
       }
     }
   }
+}
+
+std::vector<std::string> ReferencedChunkIds(const v1::Transaction& tx) {
+  std::vector<std::string> ids;
+  for (const v1::Op& op : tx.ops()) AppendReferencedChunkIds(op, &ids);
   return ids;
 }
 
@@ -859,6 +861,11 @@ absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
   }
   if (plaintext.size() + base_plaintext.size() > kChunkDeltaInputBytesMax) {
     return absl::NotFoundError("chunk and base too large for a delta");
+  }
+  // A delta against the wrong bytes would be stored for good and open nowhere: the
+  // base (from a cache, say) must be the chunk it claims to be.
+  if (!ConstantTimeEquals(hasher.ChunkId(base_plaintext), base_id)) {
+    return absl::InvalidArgumentError("the base given is not the chunk it names");
   }
   std::string frame = CompressAgainst(plaintext, base_plaintext);
   auto [compression, payload] = MaybeCompress(plaintext);

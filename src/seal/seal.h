@@ -139,6 +139,8 @@ class ContentHasher {
 // set) and the chunks spliced in. Chunks a splice keeps from the base are not listed:
 // the store has them from an earlier transaction.
 std::vector<std::string> ReferencedChunkIds(const v1::Transaction& tx);
+// The same for one op, appended to `ids`.
+void AppendReferencedChunkIds(const v1::Op& op, std::vector<std::string>* ids);
 
 // Seals `tx` for `collection_id`. The header copies tx_id, device_id and base_seq from
 // the transaction and lists `chunk_ids` plus every chunk the ops reference
@@ -181,7 +183,8 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
 // receiver is likely to have (the chunk it replaces in an edited file): zstd with
 // `base_plaintext` as its dictionary, so a small edit costs bytes, not a chunk. The
 // sealed bytes name the base (ChunkDeltaBase) and bind it as associated data. Returns
-// NOT_FOUND when a delta is no smaller than SealChunk would be (seal normally then).
+// NOT_FOUND when a delta is no smaller than SealChunk would be (seal normally then);
+// INVALID_ARGUMENT when `base_plaintext` does not hash to `base_id`.
 absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
                                            const ContentHasher& hasher,
                                            std::string_view collection_id,

@@ -830,6 +830,11 @@ TEST_F(SealTest, DeltaChunkOfASmallEditIsSmallAndOpensOnlyWithItsBase) {
   std::string unrelated = RandomBytes(60000);
   EXPECT_TRUE(absl::IsNotFound(
       SealChunkDelta(key_, hasher_, cid_, unrelated, base_id, base).status()));
+  // A base that is not the chunk it names (a damaged cache) is refused, not sealed.
+  std::string damaged = base;
+  damaged[7] ^= 1;
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      SealChunkDelta(key_, hasher_, cid_, edited, base_id, damaged).status()));
 }
 
 }  // namespace

@@ -251,6 +251,10 @@ absl::StatusOr<bool> FilesConnector::ProbeCaseInsensitive() {
   return other->has_value();
 }
 
+void FilesConnector::NoteLocalName(const std::string& id) {
+  if (options_.case_insensitive.value_or(false)) folded_.emplace(CaseFoldKey(id), id);
+}
+
 absl::Status FilesConnector::CheckNoFoldCollision(const std::string& id) const {
   if (!options_.case_insensitive.value_or(false)) return absl::OkStatus();
   auto it = folded_.find(CaseFoldKey(id));
@@ -298,7 +302,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
           return;
         }
         if (rules.Matches(path, stat.type == FileStat::kDir)) return;
-        if (*options_.case_insensitive) folded_.emplace(CaseFoldKey(path), path);
+        NoteLocalName(path);
         if (stat.type == FileStat::kOther) {
           result.skipped.emplace_back(path, "not a file, directory or symbolic link");
           return;
@@ -456,7 +460,7 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
     FERRY_RETURN_IF_ERROR(
         CheckNotIgnored(id, engine::BytesField(*after, kType) == "dir"));
     FERRY_RETURN_IF_ERROR(CheckNoFoldCollision(id));
-    folded_.emplace(CaseFoldKey(id), id);
+    NoteLocalName(id);
   }
   if (after == nullptr) {
     FERRY_RETURN_IF_ERROR(root->Remove(id, expect));
@@ -509,7 +513,7 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     absl::Status valid = ValidateRelativePath(r.id);
     if (valid.ok()) valid = CheckNotIgnored(r.id, false);
     if (valid.ok()) valid = CheckNoFoldCollision(r.id);
-    if (valid.ok()) folded_.emplace(CaseFoldKey(r.id), r.id);
+    if (valid.ok()) NoteLocalName(r.id);
     const v1::Field* content = engine::FindField(*r.after, kContent);
     if (valid.ok() && (content == nullptr || !content->has_content())) {
       valid = absl::DataLossError(StrCat("file item ", r.id, " has no content"));
@@ -569,8 +573,8 @@ absl::StatusOr<std::string> FilesConnector::Move(const std::string& from,
   RootDir::Expect absent;
   absent.must_be_absent = true;
   FERRY_RETURN_IF_ERROR(root->Rename(from, to, ExpectFromStamp(from_stamp), absent));
-  folded_.erase(CaseFoldKey(from));
-  folded_.emplace(CaseFoldKey(to), to);
+  if (options_.case_insensitive.value_or(false)) folded_.erase(CaseFoldKey(from));
+  NoteLocalName(to);
   FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root->Stat(to));
   if (!stat.has_value())
     return absl::AbortedError(StrCat(to, " vanished after the move"));

@@ -69,6 +69,8 @@ class FilesConnector final : public Connector {
   // own temporary name): writing it would make the next scan take it for deleted.
   absl::Status CheckNotIgnored(const std::string& id, bool is_dir) const;
   absl::Status CheckNoFoldCollision(const std::string& id) const;
+  // Records a local path in folded_ (only where case is ignored).
+  void NoteLocalName(const std::string& id);
   absl::StatusOr<IgnoreRules> LoadIgnoreRules();
 
   FilesOptions options_;
