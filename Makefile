@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := cmake ninja-build g++ clang-14 libclang-rt-14-dev ccache pkg-
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libsodium-dev libzstd-dev libsqlite3-dev libssl-dev libabsl-dev \
   libcli11-dev libspdlog-dev libtomlplusplus-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev openssl
+  libgtest-dev libgmock-dev libbenchmark-dev openssl khard khal
 
 .PHONY: deps build test demo asan fuzz bench format clean
 

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -125,6 +126,23 @@ class Connector {
 
   // Local edit time of an item, for "the later edit wins" (files: mtime), in ms.
   virtual int64_t EditTimeMs(const v1::Item& item) = 0;
+
+  // Whether items that both sides changed merge field by field (records: contacts,
+  // events), rather than as whole items with a conflict copy (files).
+  virtual bool MergesFields() const { return false; }
+
+  // When field `name` was changed here to `ours` and elsewhere to `theirs` (different
+  // values): a value that stands for both with nothing lost, such as the later of two
+  // revision stamps, or nullopt for a conflict (the later edit wins and the other
+  // value is logged). Only called when MergesFields().
+  virtual std::optional<v1::Field> MergeFieldValues(std::string_view name,
+                                                    const v1::Field& ours,
+                                                    const v1::Field& theirs) {
+    (void)name;
+    (void)ours;
+    (void)theirs;
+    return std::nullopt;
+  }
 };
 
 }  // namespace ferry

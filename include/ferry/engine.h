@@ -52,7 +52,7 @@ struct SyncOptions {
 struct SyncReport {
   uint64_t pulled_transactions = 0;
   uint64_t pulled_items = 0;  // local objects written, moved or deleted
-  uint64_t pulled_bytes = 0;  // chunk bytes downloaded (sealed)
+  uint64_t pulled_bytes = 0;  // chunk bytes downloaded (sealed) + envelopes
   uint64_t pushed_transactions = 0;
   uint64_t pushed_items = 0;  // ops appended
   uint64_t pushed_bytes = 0;  // chunk bytes uploaded (sealed) + envelopes

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "src/client/collections.h"
 #include "src/client/device.h"
+#include "src/connectors/pim/record.h"
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
 #include "src/core/strings.h"
@@ -239,19 +240,66 @@ int RunStatus(const std::string& home, bool json) {
   return kExitOk;
 }
 
-int RunConflicts(const std::string& home) {
+// A field value for people: the value part of a property, or the whole text of a
+// component, on one line.
+std::string ShowValue(const std::string& canonical) {
+  if (canonical.empty()) return "(removed)";
+  std::string_view value = ferry::pim::FieldValueText(canonical);
+  std::string out(value.empty() ? std::string_view(canonical) : value);
+  for (char& c : out) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return out;
+}
+
+int RunConflicts(const std::string& home, bool all_conflicts) {
   auto all = ferry::client::ListLocalCollections(home);
   if (!all.ok()) return Fail(all.status());
   for (const auto& local : *all) {
     auto conflicts = ferry::client::ListConflicts(local);
     if (!conflicts.ok()) return Fail(conflicts.status());
     for (const auto& c : *conflicts) {
-      std::printf("%s  %s  %s  %s%s%s: %s\n", FormatMs(c.time_ms).c_str(),
-                  local.name.c_str(), c.kind.c_str(), c.item_id.c_str(),
-                  c.kept_as.empty() ? "" : " -> ", c.kept_as.c_str(), c.detail.c_str());
+      if (c.resolved && !all_conflicts) continue;
+      std::printf("%s:%lld  %s  %s  %s%s%s%s%s: %s%s\n", local.name.c_str(),
+                  static_cast<long long>(c.id), FormatMs(c.time_ms).c_str(),
+                  c.kind.c_str(), c.item_id.c_str(), c.field.empty() ? "" : " ",
+                  c.field.c_str(), c.kept_as.empty() ? "" : " -> ", c.kept_as.c_str(),
+                  c.detail.c_str(), c.resolved ? " (resolved)" : "");
+      if (!c.field.empty()) {
+        std::printf("    kept:  %s\n    other: %s\n", ShowValue(c.kept_value).c_str(),
+                    ShowValue(c.other_value).c_str());
+      }
     }
   }
   return kExitOk;
+}
+
+int RunResolve(const std::string& home, const std::string& which,
+               const std::string& take) {
+  size_t colon = which.rfind(':');
+  long long number = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      std::sscanf(which.c_str() + colon + 1, "%lld", &number) != 1 || number <= 0) {
+    std::fprintf(stderr,
+                 "ferry: a conflict ID is COLLECTION:NUMBER, as `ferry conflicts` "
+                 "prints it\n");
+    return kExitUsage;
+  }
+  std::string name = which.substr(0, colon);
+  auto all = ferry::client::ListLocalCollections(home);
+  if (!all.ok()) return Fail(all.status());
+  for (const auto& local : *all) {
+    if (local.name != name) continue;
+    auto device = Device::Open(home);
+    if (!device.ok()) return Fail(device.status());
+    absl::Status resolved = ferry::client::ResolveConflict(**device, local, number, take);
+    if (!resolved.ok()) return Fail(resolved);
+    std::printf("%s resolved%s\n", which.c_str(),
+                take == "kept" ? "" : "; `ferry sync` sends the change");
+    return kExitOk;
+  }
+  return Fail(
+      absl::NotFoundError(StrCat("this device syncs no collection '", name, "'")));
 }
 
 struct LoginFlags {
@@ -525,7 +573,7 @@ int main(int argc, char** argv) {
       "sync a collection with local data: creates NAME, or joins it when it exists");
   add->add_option("NAME", add_name, "collection name")->required();
   add->add_option("--kind", add_kind, "kind of data")
-      ->check(CLI::IsMember({"files"}))
+      ->check(CLI::IsMember({"files", "contacts", "calendar"}))
       ->capture_default_str();
   add->add_option("--path", add_path, "the folder (created when missing)")->required();
 
@@ -541,9 +589,22 @@ int main(int argc, char** argv) {
   CLI::App* status = app.add_subcommand("status", "what this device syncs, and how far");
   status->add_flag("--json", status_json, "print JSON");
 
+  bool conflicts_all = false;
   CLI::App* conflicts = app.add_subcommand(
       "conflicts",
       "the conflict log: what both sides changed, and where the other is kept");
+  conflicts->add_flag("--all", conflicts_all, "resolved ones too");
+
+  std::string resolve_which, resolve_take;
+  CLI::App* resolve =
+      app.add_subcommand("resolve", "settle a field conflict of a contact or event");
+  resolve->add_option("ID", resolve_which, "COLLECTION:NUMBER from `ferry conflicts`")
+      ->required();
+  resolve
+      ->add_option("--take", resolve_take,
+                   "other: switch to the value that was not kept; kept: keep it; "
+                   "anything else: the field's new value")
+      ->required();
 
   try {
     app.parse(argc, argv);
@@ -564,6 +625,7 @@ int main(int argc, char** argv) {
   if (*add) return RunAdd(home, add_name, add_kind, add_path);
   if (*sync) return RunSync(home, sync_name, allow_mass_delete);
   if (*status) return RunStatus(home, status_json);
-  if (*conflicts) return RunConflicts(home);
+  if (*conflicts) return RunConflicts(home, conflicts_all);
+  if (*resolve) return RunResolve(home, resolve_which, resolve_take);
   return kExitUsage;
 }

@@ -7,6 +7,8 @@
 #include <memory>
 
 #include "src/connectors/files/files_connector.h"
+#include "src/connectors/pim/record.h"
+#include "src/connectors/pim/records_connector.h"
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
 #include "src/core/strings.h"
@@ -50,6 +52,27 @@ absl::StatusOr<LocalCollection> ReadLocal(const std::string& state_path) {
   return local;
 }
 
+// The connector of `local`'s kind over its root.
+absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
+    const LocalCollection& local, const seal::ContentHasher& hasher) {
+  if (local.kind == "files") {
+    files::FilesOptions options;
+    options.root = local.root;
+    return std::make_unique<files::FilesConnector>(options, &hasher,
+                                                   files::ChunkerSeed(hasher));
+  }
+  if (local.kind == "contacts" || local.kind == "calendar") {
+    pim::RecordsOptions options;
+    options.root = local.root;
+    options.kind =
+        local.kind == "contacts" ? pim::RecordKind::kContact : pim::RecordKind::kCalendar;
+    return std::make_unique<pim::RecordsConnector>(options);
+  }
+  return absl::FailedPreconditionError(
+      StrCat("collection '", local.name, "' holds '", local.kind,
+             "', which this version of ferry cannot sync"));
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<LocalCollection>> ListLocalCollections(
@@ -79,8 +102,9 @@ absl::StatusOr<std::vector<LocalCollection>> ListLocalCollections(
 absl::StatusOr<LocalCollection> AddCollection(Device& device, const std::string& name,
                                               const std::string& kind,
                                               const std::string& root) {
-  if (kind != "files") {
-    return absl::UnimplementedError(StrCat("kind '", kind, "' is not supported yet"));
+  if (kind != "files" && kind != "contacts" && kind != "calendar") {
+    return absl::InvalidArgumentError(
+        StrCat("kind '", kind, "' is not one of files, contacts, calendar"));
   }
   FERRY_ASSIGN_OR_RETURN(std::string path, AbsolutePath(root));
   std::string home = device.home();
@@ -136,15 +160,14 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
                          engine::ChunkCache::Open(cache_path, kChunkCacheBytesMax,
                                                   kChunkCacheWrittenPerSyncMax));
   seal::ContentHasher hasher(info.key);
-  files::FilesOptions files_options;
-  files_options.root = local.root;
-  files::FilesConnector connector(files_options, &hasher, files::ChunkerSeed(hasher));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Connector> connector,
+                         MakeConnector(local, hasher));
   EngineConfig config;
   config.collection_id = local.collection_id;
   config.device_id = device.state().device_id;
   config.key = &info.key;
   config.client = &device.client();
-  config.connector = &connector;
+  config.connector = connector.get();
   config.shadow = shadow.get();
   config.cache = cache.get();
   return Sync(config, options);
@@ -155,9 +178,83 @@ absl::StatusOr<std::vector<ConflictView>> ListConflicts(const LocalCollection& l
   FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> records,
                          shadow->Conflicts());
   std::vector<ConflictView> out;
-  for (const auto& r : records)
-    out.push_back({r.time_ms, r.item_id, r.kind, r.kept_as, r.detail});
+  for (const auto& r : records) {
+    out.push_back({r.id, r.time_ms, r.item_id, r.kind, r.kept_as, r.detail, r.field,
+                   r.kept_value, r.other_value, r.resolved});
+  }
   return out;
+}
+
+absl::Status ResolveConflict(Device& device, const LocalCollection& local,
+                             int64_t conflict_id, const std::string& take) {
+  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
+  FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> records,
+                         shadow->Conflicts());
+  auto record = std::find_if(records.begin(), records.end(),
+                             [&](const auto& r) { return r.id == conflict_id; });
+  if (record == records.end()) {
+    return absl::NotFoundError(
+        StrCat("collection '", local.name, "' has no conflict ", conflict_id));
+  }
+  if (record->field.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("conflict ", local.name, ":", conflict_id, " is about a whole item; ",
+               record->kept_as.empty()
+                   ? std::string("both versions were kept")
+                   : StrCat("the other version is kept as ", record->kept_as),
+               ": keep, edit or delete that instead"));
+  }
+  engine::ShadowUpdate done;
+  done.resolved_conflicts.push_back(conflict_id);
+  if (take == "kept") return shadow->Commit(done);
+
+  // The switch is a local edit of the record: written now, pushed by the next sync
+  // (and, being the latest edit, it wins there).
+  FERRY_ASSIGN_OR_RETURN(CollectionInfo info, device.FindCollection(local.name));
+  seal::ContentHasher hasher(info.key);
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Connector> connector,
+                         MakeConnector(local, hasher));
+  if (!connector->DataPresent()) {
+    return absl::FailedPreconditionError(StrCat(local.root, " is not there"));
+  }
+  engine::ItemMap synced;
+  engine::StampMap stamps;
+  FERRY_RETURN_IF_ERROR(shadow->Load(&synced, &stamps));
+  FERRY_ASSIGN_OR_RETURN(ScanResult scan, connector->Scan(synced, stamps));
+  auto item = scan.items.find(record->item_id);
+  if (item == scan.items.end()) {
+    return absl::NotFoundError(StrCat(record->item_id, " is not here any more"));
+  }
+  v1::Item changed = *item->second.item;
+  const v1::Field* now = engine::FindField(changed, record->field);
+  std::string value;
+  if (take == "other") {
+    value = record->other_value;
+  } else {
+    std::string current = now != nullptr ? now->bytes() : record->kept_value;
+    // The value as it appears in the file; a line break becomes the "\n" escape.
+    std::string typed;
+    for (char c : take) {
+      if (c == '\r') continue;
+      if (c == '\n') {
+        typed += "\\n";
+      } else {
+        typed += c;
+      }
+    }
+    value = pim::WithFieldValueText(current, typed);
+  }
+  auto* fields = changed.mutable_fields();
+  for (int i = 0; i < fields->size(); ++i) {
+    if (fields->Get(i).name() == record->field) {
+      fields->erase(fields->begin() + i);
+      break;
+    }
+  }
+  if (!value.empty()) engine::SetBytesField(&changed, record->field, value);
+  FERRY_RETURN_IF_ERROR(
+      connector->Apply(changed.id(), item->second.stamp, &changed, nullptr).status());
+  return shadow->Commit(done);
 }
 
 absl::StatusOr<LocalStatus> GetLocalStatus(const LocalCollection& local) {
@@ -169,7 +266,8 @@ absl::StatusOr<LocalStatus> GetLocalStatus(const LocalCollection& local) {
   status.push_pending = !intent.empty();
   FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> conflicts,
                          shadow->Conflicts());
-  status.conflicts = conflicts.size();
+  status.conflicts = static_cast<size_t>(std::count_if(
+      conflicts.begin(), conflicts.end(), [](const auto& c) { return !c.resolved; }));
   return status;
 }
 

@@ -38,10 +38,22 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
 
 // Conflicts recorded for `local`, oldest first.
 struct ConflictView {
+  int64_t id;
   int64_t time_ms;
   std::string item_id, kind, kept_as, detail;
+  // Field conflicts of records: the field, the value kept and the other one.
+  std::string field, kept_value, other_value;
+  bool resolved;
 };
 absl::StatusOr<std::vector<ConflictView>> ListConflicts(const LocalCollection& local);
+
+// Settles field conflict `conflict_id` of `local`: `take` is "kept" (keep what the merge
+// kept), "other" (switch to the value it did not keep) or a new value for the field's
+// value part. A switch rewrites the local record now; the next sync pushes it.
+// FAILED_PRECONDITION for a whole-item conflict (its other version is a conflict copy:
+// keep, edit or delete that), NOT_FOUND for an unknown id.
+absl::Status ResolveConflict(Device& device, const LocalCollection& local,
+                             int64_t conflict_id, const std::string& take);
 
 struct LocalStatus {
   uint64_t cursor = 0;

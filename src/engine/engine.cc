@@ -119,8 +119,10 @@ class Cycle {
   absl::Status CheckMassDelete(const ItemMap& base, const ScanResult& scan);
   absl::StatusOr<Pulled> Pull(const ItemMap& base, uint64_t cursor);
   MergePlan Merge(const ItemMap& base, const ScanResult& scan, const Pulled& pulled);
-  void MergeBothChanged(const std::string& id, const v1::Item* ours,
+  void MergeBothChanged(const std::string& id, const v1::Item* base, const v1::Item* ours,
                         const v1::Item* theirs, const Pulled& pulled, MergePlan* plan);
+  void MergeFields(const std::string& id, const v1::Item* base, const v1::Item& ours,
+                   const v1::Item& theirs, const RemoteTouch& touch, MergePlan* plan);
   absl::Status ApplyLocal(const MergePlan& plan, const ScanResult& scan, StampMap* stamps,
                           std::set<std::string>* deferred,
                           std::set<std::string>* refused);
@@ -314,6 +316,7 @@ absl::StatusOr<Pulled> Cycle::Pull(const ItemMap& base, uint64_t cursor) {
       pulled.hlc = std::max(pulled.hlc, tx.hlc_time());
       pulled.cursor = entry.seq();
       report_->pulled_transactions += 1;
+      report_->pulled_bytes += entry.envelope().size();
     }
     report_->head_seq = page.head_seq();
     if (!page.more() || page.entries().empty()) break;
@@ -401,7 +404,7 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
       continue;
     }
     if (SameOrBothAbsent(o, t)) continue;
-    MergeBothChanged(id, o, t, pulled, &plan);
+    MergeBothChanged(id, b, o, t, pulled, &plan);
   }
   // A local move done for a remote move replaces the delete of its source.
   std::set<std::string> moved_sources;
@@ -422,11 +425,16 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
 // Both sides changed `id` to different states. Nothing is lost: an edit beats a
 // delete, and of two edits the later keeps the id while the other is kept beside it
 // as a conflict copy, which syncs like any item.
-void Cycle::MergeBothChanged(const std::string& id, const v1::Item* ours,
-                             const v1::Item* theirs, const Pulled& pulled,
-                             MergePlan* plan) {
-  const RemoteTouch& touch =
-      pulled.touched.count(id) ? pulled.touched.at(id) : RemoteTouch{};
+void Cycle::MergeBothChanged(const std::string& id, const v1::Item* base,
+                             const v1::Item* ours, const v1::Item* theirs,
+                             const Pulled& pulled, MergePlan* plan) {
+  static const RemoteTouch kNoTouch;
+  auto touched = pulled.touched.find(id);
+  const RemoteTouch& touch = touched != pulled.touched.end() ? touched->second : kNoTouch;
+  if (ours != nullptr && theirs != nullptr && c_.connector->MergesFields()) {
+    MergeFields(id, base, *ours, *theirs, touch, plan);
+    return;
+  }
   engine::ConflictRecord record;
   record.time_ms = env_->NowMs();
   record.item_id = id;
@@ -470,6 +478,86 @@ void Cycle::MergeBothChanged(const std::string& id, const v1::Item* ours,
   }
   plan->conflicts.push_back(std::move(record));
   report_->conflicts += 1;
+}
+
+// Both sides changed record `id`: merged field by field against the base. A field
+// changed on one side takes that change; changed on both to different values, the
+// connector may merge the two (revision stamps), else the later edit wins and the other
+// value is kept in the conflict log; an edit beats a removal. The merged record is
+// written here when it differs from ours and pushed when it differs from theirs.
+void Cycle::MergeFields(const std::string& id, const v1::Item* base, const v1::Item& ours,
+                        const v1::Item& theirs, const RemoteTouch& touch,
+                        MergePlan* plan) {
+  struct Sides {
+    const v1::Field* base = nullptr;
+    const v1::Field* ours = nullptr;
+    const v1::Field* theirs = nullptr;
+  };
+  std::map<std::string_view, Sides> fields;
+  if (base != nullptr) {
+    for (const v1::Field& f : base->fields()) fields[f.name()].base = &f;
+  }
+  for (const v1::Field& f : ours.fields()) fields[f.name()].ours = &f;
+  for (const v1::Field& f : theirs.fields()) fields[f.name()].theirs = &f;
+  auto same = [](const v1::Field* a, const v1::Field* b) {
+    if (a == nullptr || b == nullptr) return a == b;
+    return engine::SameField(*a, *b);
+  };
+  auto text = [](const v1::Field* f) {
+    return f == nullptr ? std::string() : f->has_content() ? "(content)" : f->bytes();
+  };
+  int64_t ours_ms = c_.connector->EditTimeMs(ours);
+  int64_t theirs_ms = static_cast<int64_t>(touch.hlc >> 16);
+  v1::Item merged;
+  merged.set_id(id);
+  for (const auto& [name, sides] : fields) {
+    const v1::Field* take = nullptr;
+    std::optional<v1::Field> resolved;
+    if (same(sides.ours, sides.base)) {
+      take = sides.theirs;
+    } else if (same(sides.theirs, sides.base) || same(sides.ours, sides.theirs)) {
+      take = sides.ours;
+    } else if (sides.ours != nullptr && sides.theirs != nullptr &&
+               (resolved =
+                    c_.connector->MergeFieldValues(name, *sides.ours, *sides.theirs))) {
+      take = &*resolved;
+    } else {
+      engine::ConflictRecord record;
+      record.time_ms = env_->NowMs();
+      record.item_id = id;
+      record.field = std::string(name);
+      const v1::Field* other = nullptr;
+      if (sides.ours == nullptr || sides.theirs == nullptr) {
+        take = sides.ours != nullptr ? sides.ours : sides.theirs;
+        other = nullptr;
+        record.kind = "field edit/delete";
+        record.detail = StrCat(sides.ours == nullptr ? "removed here" : "edited here",
+                               ", ", sides.ours == nullptr ? "edited" : "removed",
+                               " on device ", touch.device_id, ": the edit was kept");
+      } else {
+        bool ours_wins = ours_ms > theirs_ms;
+        take = ours_wins ? sides.ours : sides.theirs;
+        other = ours_wins ? sides.theirs : sides.ours;
+        record.kind = "field edit/edit";
+        record.detail =
+            StrCat("edited here and on device ", touch.device_id, "; the ",
+                   ours_wins ? "local" : "remote", " edit is later and was kept");
+      }
+      record.kept_value = text(take);
+      record.other_value = text(other);
+      plan->conflicts.push_back(std::move(record));
+      report_->conflicts += 1;
+    }
+    if (take != nullptr) *merged.add_fields() = *take;
+  }
+  const v1::Item* after = &theirs;
+  if (!engine::SameItem(merged, theirs)) {
+    v1::Item& pushed = plan->push[id] = std::move(merged);
+    after = &pushed;
+  }
+  if (!engine::SameItem(*after, ours)) {
+    plan->actions.push_back({LocalAction::kWrite, id, "", after});
+  }
 }
 
 absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
@@ -674,11 +762,14 @@ absl::Status Cycle::RunOnce(bool* again) {
   std::vector<v1::Op> ops = MakeOps(plan, pulled.theirs);
   if (ops.empty()) return absl::OkStatus();
   // Conflict copies made by this merge are local items too, under their new ids.
+  // Merged records were written here too: their stamp is the one the write left.
   std::map<std::string, LocalItem> local = scan.items;
   for (const auto& [id, item] : plan.push) {
-    if (!local.contains(id))
+    auto applied = stamps.find(id);
+    if (!local.contains(id) || applied != stamps.end()) {
       local[id] = LocalItem{std::make_shared<const v1::Item>(item),
-                            stamps.count(id) ? stamps[id] : ""};
+                            applied != stamps.end() ? applied->second : ""};
+    }
   }
   return Push(std::move(ops), local, std::move(pulled.theirs), pulled.cursor, again);
 }

@@ -20,6 +20,13 @@ CREATE TABLE conflicts(
   kept_as TEXT NOT NULL,
   detail TEXT NOT NULL);
 )sql",
+    // Field conflicts of records: which field, the value kept and the other one.
+    R"sql(
+ALTER TABLE conflicts ADD COLUMN field TEXT NOT NULL DEFAULT '';
+ALTER TABLE conflicts ADD COLUMN kept_value BLOB NOT NULL DEFAULT x'';
+ALTER TABLE conflicts ADD COLUMN other_value BLOB NOT NULL DEFAULT x'';
+ALTER TABLE conflicts ADD COLUMN resolved INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 // Meta keys of the engine itself; settings use "setting/<key>".
@@ -81,11 +88,20 @@ absl::Status ShadowStore::Commit(const ShadowUpdate& update) {
   }
   FERRY_ASSIGN_OR_RETURN(auto conflict,
                          db_->Prepare("INSERT INTO conflicts(time_ms, item_id, kind, "
-                                      "kept_as, detail) VALUES(?,?,?,?,?)"));
+                                      "kept_as, detail, field, kept_value, other_value)"
+                                      " VALUES(?,?,?,?,?,?,?,?)"));
   for (const ConflictRecord& c : update.conflicts) {
     conflict.Reset();
     conflict.Bind(1, c.time_ms).BindText(2, c.item_id).BindText(3, c.kind);
-    FERRY_RETURN_IF_ERROR(conflict.BindText(4, c.kept_as).BindText(5, c.detail).Run());
+    conflict.BindText(4, c.kept_as).BindText(5, c.detail).BindText(6, c.field);
+    FERRY_RETURN_IF_ERROR(
+        conflict.BindBlob(7, c.kept_value).BindBlob(8, c.other_value).Run());
+  }
+  FERRY_ASSIGN_OR_RETURN(auto resolve,
+                         db_->Prepare("UPDATE conflicts SET resolved = 1 WHERE id = ?"));
+  for (int64_t id : update.resolved_conflicts) {
+    resolve.Reset();
+    FERRY_RETURN_IF_ERROR(resolve.Bind(1, id).Run());
   }
   if (!update.conflicts.empty()) {
     FERRY_ASSIGN_OR_RETURN(
@@ -145,13 +161,15 @@ absl::StatusOr<std::string> ShadowStore::Setting(const std::string& key) {
 absl::StatusOr<std::vector<ConflictRecord>> ShadowStore::Conflicts() {
   FERRY_ASSIGN_OR_RETURN(auto s,
                          db_->Prepare("SELECT id, time_ms, item_id, kind, kept_as, "
-                                      "detail FROM conflicts ORDER BY id"));
+                                      "detail, field, kept_value, other_value, resolved"
+                                      " FROM conflicts ORDER BY id"));
   std::vector<ConflictRecord> out;
   for (;;) {
     FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
     out.push_back({s.ColumnInt(0), s.ColumnInt(1), s.ColumnText(2), s.ColumnText(3),
-                   s.ColumnText(4), s.ColumnText(5)});
+                   s.ColumnText(4), s.ColumnText(5), s.ColumnText(6), s.ColumnBlob(7),
+                   s.ColumnBlob(8), s.ColumnInt(9) != 0});
   }
   return out;
 }

@@ -28,6 +28,12 @@ struct ConflictRecord {
   std::string kind;     // "edit/edit", "edit/delete", "create/create", ...
   std::string kept_as;  // where the other version is kept (a conflict copy's id), if any
   std::string detail;   // a sentence for people
+  // Records merged field by field: the field both sides changed, the value the merge
+  // kept and the other one (empty when that side removed the field).
+  std::string field;
+  std::string kept_value;
+  std::string other_value;
+  bool resolved = false;  // `ferry resolve` has settled it
 };
 
 // Stamps by item id: what the connector saw locally when the item was last synced.
@@ -41,6 +47,7 @@ struct ShadowUpdate {
   std::optional<std::string> intent;  // a sealed envelope; "" clears it
   std::optional<uint64_t> hlc;
   std::vector<ConflictRecord> conflicts;
+  std::vector<int64_t> resolved_conflicts;  // ids to mark resolved
   std::map<std::string, std::string> settings;
 };
 

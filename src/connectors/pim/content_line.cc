@@ -1,7 +1,9 @@
 #include "src/connectors/pim/content_line.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <utility>
 
@@ -71,8 +73,9 @@ struct PhysicalLine {
 // The physical line starting at `pos`: it ends at LF, or at a run of CRs optionally
 // followed by LF.
 PhysicalLine ReadPhysicalLine(std::string_view text, size_t pos) {
-  size_t i = pos;
-  while (i < text.size() && text[i] != '\r' && text[i] != '\n') ++i;
+  // Two memchr scans are faster than one loop testing each byte for both.
+  size_t i = std::min(text.find('\n', pos), text.size());
+  i = std::min(text.substr(0, i).find('\r', pos), i);
   PhysicalLine line{text.substr(pos, i - pos), i};
   while (line.end < text.size() && text[line.end] == '\r') ++line.end;
   if (line.end < text.size() && text[line.end] == '\n') ++line.end;
@@ -86,6 +89,15 @@ size_t LineNumberAt(std::string_view text, size_t offset) {
     pos = ReadPhysicalLine(text, pos).end;
     if (pos > offset || pos >= text.size()) return number;
   }
+}
+
+size_t CountLineFeeds(std::string_view text) {
+  size_t count = 0;
+  for (size_t at = text.find('\n'); at != std::string_view::npos;
+       at = text.find('\n', at + 1)) {
+    ++count;
+  }
+  return count;
 }
 
 std::string FirstLineEnding(std::string_view text) {
@@ -475,6 +487,8 @@ absl::StatusOr<ParsedText> ParseContentLines(std::string_view text) {
     return LineError(LineNumberAt(text, nul), "NUL byte");
   }
   parsed.line_ending = FirstLineEnding(text);
+  // Physical lines bound the logical ones; folded PHOTOs make far more of them.
+  parsed.lines.reserve(std::min<size_t>(256, CountLineFeeds(text) + 1));
   LineAssembler assembler(text);
   while (!assembler.AtEnd()) {
     if (parsed.lines.size() == kContentLinesMax) {
@@ -489,12 +503,16 @@ absl::StatusOr<ParsedText> ParseContentLines(std::string_view text) {
 
 std::string SerializeContentLine(const ContentLine& line, std::string_view line_ending) {
   std::string flat;
-  if (!line.group.empty()) flat.append(line.group).push_back('.');
-  flat.append(line.name);
-  for (const Param& param : line.params) AppendParam(flat, param);
-  flat.push_back(':');
-  flat.append(line.value);
+  AppendUnfoldedContentLine(flat, line);
   return Fold(flat, line_ending);
+}
+
+void AppendUnfoldedContentLine(std::string& out, const ContentLine& line) {
+  if (!line.group.empty()) out.append(line.group).push_back('.');
+  out.append(line.name);
+  for (const Param& param : line.params) AppendParam(out, param);
+  out.push_back(':');
+  out.append(line.value);
 }
 
 std::string EscapeText(std::string_view text) {
@@ -599,6 +617,15 @@ absl::StatusOr<std::string> ToUtf8(std::string_view bytes, std::string_view char
 bool IsValidUtf8(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
+    // ASCII eight bytes at a time.
+    if (text.size() - i >= 8) {
+      uint64_t word;
+      std::memcpy(&word, text.data() + i, 8);
+      if ((word & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
     const auto lead = static_cast<unsigned char>(text[i]);
     if (lead < 0x80) {
       ++i;

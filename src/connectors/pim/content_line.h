@@ -121,6 +121,9 @@ absl::StatusOr<ParsedText> ParseContentLines(std::string_view text);
 // LF or NUL; name is not empty and does not start with whitespace. Quoted-printable
 // values are folded like any other value, not with soft breaks.
 std::string SerializeContentLine(const ContentLine& line, std::string_view line_ending);
+// Appends `line` to `out` as SerializeContentLine writes it before folding: one line,
+// no line ending. Same preconditions.
+void AppendUnfoldedContentLine(std::string& out, const ContentLine& line);
 
 // TEXT value escaping (RFC 6350 §3.4, RFC 5545 §3.3.11): '\' ';' ',' get a backslash,
 // and a newline (CR LF, LF or lone CR) becomes "\n".
