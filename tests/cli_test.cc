@@ -142,6 +142,59 @@ TEST_F(CliTest, AddSyncStatusConflictsAndExitCodes) {
   EXPECT_EQ(Ferry("laptop", {"sync", "Nope"}).exit_code, 1);
 }
 
+TEST_F(CliTest, ContactsConflictShownAndResolved) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  ASSERT_EQ(Login("phone", "login", "phone").exit_code, 0);
+  std::string a = dir_ / "a-contacts", b = dir_ / "b-contacts";
+  ASSERT_EQ(Ferry("laptop", {"add", "People", "--kind", "contacts", "--path", a}).exit_code,
+            0);
+  ASSERT_EQ(Ferry("phone", {"add", "People", "--kind", "contacts", "--path", b}).exit_code,
+            0);
+  // Joining with another kind is refused.
+  CommandResult wrong = Ferry("phone", {"add", "People", "--kind", "calendar", "--path",
+                                        dir_ / "c"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  auto card = [](const std::string& note) {
+    return "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:ada\r\nFN:Ada\r\nNOTE:" + note +
+           "\r\nEND:VCARD\r\n";
+  };
+  std::ofstream(a + "/ada.vcf") << card("first");
+  ASSERT_EQ(Ferry("laptop", {"sync"}).exit_code, 0);
+  ASSERT_EQ(Ferry("phone", {"sync"}).exit_code, 0);
+  // A file made from a record lists UID and the other properties in name order.
+  ASSERT_EQ(testing::ReadWholeFile(b + "/ada.vcf"),
+            "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Ada\r\nNOTE:first\r\nUID:ada\r\n"
+            "END:VCARD\r\n");
+  std::ofstream(a + "/ada.vcf") << card("laptop");
+  std::ofstream(b + "/ada.vcf") << card("phone");
+  ASSERT_EQ(Ferry("laptop", {"sync"}).exit_code, 0);
+  CommandResult conflicted = Ferry("phone", {"sync"});
+  EXPECT_EQ(conflicted.exit_code, 4) << conflicted.out << conflicted.err;
+  CommandResult conflicts = Ferry("phone", {"conflicts"});
+  ASSERT_EQ(conflicts.exit_code, 0) << conflicts.err;
+  EXPECT_NE(conflicts.out.find("People:1"), std::string::npos) << conflicts.out;
+  EXPECT_NE(conflicts.out.find("field edit/edit  ada VCARD/NOTE"), std::string::npos)
+      << conflicts.out;
+  // Both values are shown, whichever won.
+  EXPECT_NE(conflicts.out.find(" laptop\n"), std::string::npos) << conflicts.out;
+  EXPECT_NE(conflicts.out.find(" phone\n"), std::string::npos) << conflicts.out;
+
+  EXPECT_EQ(Ferry("phone", {"resolve", "People:1"}).exit_code, 2);  // --take is required
+  EXPECT_EQ(Ferry("phone", {"resolve", "nonsense", "--take", "other"}).exit_code, 2);
+  EXPECT_EQ(Ferry("phone", {"resolve", "People:7", "--take", "other"}).exit_code, 1);
+  CommandResult resolved = Ferry("phone", {"resolve", "People:1", "--take", "Countess"});
+  ASSERT_EQ(resolved.exit_code, 0) << resolved.err;
+  EXPECT_NE(testing::ReadWholeFile(b + "/ada.vcf").find("\r\nNOTE:Countess\r\n"),
+            std::string::npos);
+  ASSERT_EQ(Ferry("phone", {"sync"}).exit_code, 0);
+  ASSERT_EQ(Ferry("laptop", {"sync"}).exit_code, 0);
+  // Rewritten in place: only the note's line changed.
+  EXPECT_EQ(testing::ReadWholeFile(a + "/ada.vcf"), card("Countess"));
+  EXPECT_EQ(Ferry("phone", {"conflicts"}).out, "");  // resolved ones are hidden
+  EXPECT_NE(Ferry("phone", {"conflicts", "--all"}).out.find("(resolved)"),
+            std::string::npos);
+}
+
 TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {
   ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
   // A second server (another certificate) now answers at the address the device knows.
