@@ -146,13 +146,13 @@ TEST_F(CliTest, ContactsConflictShownAndResolved) {
   ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
   ASSERT_EQ(Login("phone", "login", "phone").exit_code, 0);
   std::string a = dir_ / "a-contacts", b = dir_ / "b-contacts";
-  ASSERT_EQ(Ferry("laptop", {"add", "People", "--kind", "contacts", "--path", a}).exit_code,
-            0);
-  ASSERT_EQ(Ferry("phone", {"add", "People", "--kind", "contacts", "--path", b}).exit_code,
-            0);
+  ASSERT_EQ(
+      Ferry("laptop", {"add", "People", "--kind", "contacts", "--path", a}).exit_code, 0);
+  ASSERT_EQ(
+      Ferry("phone", {"add", "People", "--kind", "contacts", "--path", b}).exit_code, 0);
   // Joining with another kind is refused.
-  CommandResult wrong = Ferry("phone", {"add", "People", "--kind", "calendar", "--path",
-                                        dir_ / "c"});
+  CommandResult wrong =
+      Ferry("phone", {"add", "People", "--kind", "calendar", "--path", dir_ / "c"});
   EXPECT_EQ(wrong.exit_code, 1);
   auto card = [](const std::string& note) {
     return "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:ada\r\nFN:Ada\r\nNOTE:" + note +

@@ -274,8 +274,11 @@ TEST_F(PimSyncTest, SameFieldEditedTwiceLaterWinsAndTheOtherIsLoggedAndResolvabl
   SyncReport rb = b_.Sync(b_.contacts);
   EXPECT_EQ(rb.conflicts, 1u);
   a_.Sync(a_.contacts);
+  c_.Sync(c_.contacts);
   EXPECT_EQ(FieldOf(a_.contacts_root, kContact, "ada-1", "VCARD/NOTE"), "NOTE:from B");
   EXPECT_EQ(FieldOf(b_.contacts_root, kContact, "ada-1", "VCARD/NOTE"), "NOTE:from B");
+  EXPECT_EQ(ReadRecords(a_.contacts_root, kContact),
+            ReadRecords(c_.contacts_root, kContact));
 
   auto conflicts = client::ListConflicts(b_.contacts);
   ASSERT_TRUE(conflicts.ok()) << conflicts.status();
@@ -323,6 +326,11 @@ TEST_F(PimSyncTest, EditBeatsDeleteAndTheLogSaysSo) {
   a_.Sync(a_.contacts);
   EXPECT_EQ(FieldOf(a_.contacts_root, kContact, "ada-1", "VCARD/NOTE"),
             "NOTE:still here");
+  c_.Sync(c_.contacts);
+  EXPECT_EQ(ReadRecords(a_.contacts_root, kContact),
+            ReadRecords(b_.contacts_root, kContact));
+  EXPECT_EQ(ReadRecords(a_.contacts_root, kContact),
+            ReadRecords(c_.contacts_root, kContact));
   auto conflicts = client::ListConflicts(b_.contacts);
   ASSERT_TRUE(conflicts.ok());
   ASSERT_EQ(conflicts->size(), 1u);
