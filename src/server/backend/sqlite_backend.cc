@@ -17,6 +17,7 @@
 #include "src/core/strings.h"
 #include "src/server/backend/backend.h"
 #include "src/server/backend/lease_rules.h"
+#include "src/server/backend/pack_store.h"
 #include "src/sqlite/sqlite.h"
 
 namespace ferry::server {
@@ -73,6 +74,12 @@ CREATE TABLE chunks(
   size INTEGER NOT NULL,
   PRIMARY KEY(collection_id, chunk_id)) WITHOUT ROWID;
 )sql",
+    // Chunks appended to pack files (pack_store.h); rows without a pack are chunks
+    // stored one file each by earlier versions, still read from there.
+    R"sql(
+ALTER TABLE chunks ADD COLUMN pack INTEGER;
+ALTER TABLE chunks ADD COLUMN pack_offset INTEGER;
+)sql",
 };
 
 constexpr char kBackendName[] = "sqlite";
@@ -118,8 +125,9 @@ constexpr char kCollectionColumns[] =
 
 class SqliteBackend final : public Backend {
  public:
-  SqliteBackend(std::string data_dir, std::unique_ptr<sqlite::Database> db)
-      : data_dir_(std::move(data_dir)), db_(std::move(db)) {}
+  SqliteBackend(std::string data_dir, std::unique_ptr<sqlite::Database> db,
+                std::unique_ptr<PackStore> packs)
+      : data_dir_(std::move(data_dir)), db_(std::move(db)), packs_(std::move(packs)) {}
 
   std::string_view Name() const override { return kBackendName; }
 
@@ -435,39 +443,24 @@ class SqliteBackend final : public Backend {
       }
     }
     if (fresh.empty()) return 0;
-    static std::atomic<uint64_t> batch_counter{0};
-    std::string suffix = StrCat(".ferry-tmp-", ::getpid(), "-", batch_counter++);
-    absl::Status status;
-    for (const auto* chunk : fresh) {
-      status = MakeDirs(ChunkDir(collection_id, chunk->first), 0700);
-      if (status.ok()) {
-        std::string path = ChunkPath(collection_id, chunk->first);
-        ::unlink((path + suffix).c_str());  // a leftover of a crashed batch
-        status = WriteNewFile(path + suffix, chunk->second, 0600);
-      }
-      if (!status.ok()) break;
-    }
-    if (status.ok()) status = SyncFilesystem(data_dir_);
-    for (const auto* chunk : fresh) {
-      std::string path = ChunkPath(collection_id, chunk->first);
-      if (status.ok() && ::rename((path + suffix).c_str(), path.c_str()) != 0) {
-        status = ErrnoStatus(errno, "rename to", path);
-      }
-      if (!status.ok()) ::unlink((path + suffix).c_str());
-    }
-    FERRY_RETURN_IF_ERROR(status);
-    FERRY_RETURN_IF_ERROR(SyncFilesystem(data_dir_));
+    // The data is durable in a pack before the index names it.
+    std::vector<std::pair<std::string_view, std::string_view>> records;
+    records.reserve(fresh.size());
+    for (const auto* chunk : fresh) records.emplace_back(chunk->first, chunk->second);
+    FERRY_ASSIGN_OR_RETURN(std::vector<PackLocation> at, packs_->Append(records));
     std::lock_guard lock(mu_);
     FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
     FERRY_ASSIGN_OR_RETURN(
         auto s,
-        db_->Prepare(
-            "INSERT OR IGNORE INTO chunks(collection_id, chunk_id, size) VALUES(?,?,?)"));
+        db_->Prepare("INSERT OR IGNORE INTO chunks(collection_id, chunk_id, size, "
+                     "pack, pack_offset) VALUES(?,?,?,?,?)"));
     size_t stored = 0;
-    for (const auto* chunk : fresh) {
+    for (size_t i = 0; i < fresh.size(); ++i) {
       s.Reset();
-      s.BindText(1, collection_id).BindBlob(2, chunk->first);
-      FERRY_RETURN_IF_ERROR(s.Bind(3, static_cast<int64_t>(chunk->second.size())).Run());
+      s.BindText(1, collection_id).BindBlob(2, fresh[i]->first);
+      s.Bind(3, static_cast<int64_t>(at[i].size))
+          .Bind(4, static_cast<int64_t>(at[i].pack));
+      FERRY_RETURN_IF_ERROR(s.Bind(5, static_cast<int64_t>(at[i].offset)).Run());
       stored += static_cast<size_t>(db_->Changes());
     }
     FERRY_RETURN_IF_ERROR(tx.Commit());
@@ -476,11 +469,22 @@ class SqliteBackend final : public Backend {
 
   absl::StatusOr<std::string> GetChunk(std::string_view collection_id,
                                        std::string_view id) override {
+    std::optional<PackLocation> at;
     {
       std::lock_guard lock(mu_);
-      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has, HasChunksLocked(collection_id, {id}));
-      if (!has[0]) return absl::NotFoundError("chunk not stored");
+      FERRY_ASSIGN_OR_RETURN(auto s,
+                             db_->Prepare("SELECT size, pack, pack_offset FROM chunks"
+                                          " WHERE collection_id = ? AND chunk_id = ?"));
+      s.BindText(1, collection_id).BindBlob(2, id);
+      FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (!found) return absl::NotFoundError("chunk not stored");
+      if (!s.ColumnIsNull(1)) {
+        at = PackLocation{static_cast<uint32_t>(s.ColumnInt(1)),
+                          static_cast<uint64_t>(s.ColumnInt(2)),
+                          static_cast<uint32_t>(s.ColumnInt(0))};
+      }
     }
+    if (at.has_value()) return packs_->Read(*at, id);
     absl::StatusOr<std::string> data =
         ReadFile(ChunkPath(collection_id, id), kSealedChunkBytesMax);
     if (absl::IsNotFound(data.status())) {
@@ -601,6 +605,7 @@ class SqliteBackend final : public Backend {
   const std::string data_dir_;
   std::mutex mu_;
   std::unique_ptr<sqlite::Database> db_;  // guarded by mu_
+  std::unique_ptr<PackStore> packs_;      // appends serialized inside
 };
 
 }  // namespace
@@ -610,7 +615,8 @@ absl::StatusOr<std::unique_ptr<Backend>> OpenSqliteBackend(std::string_view data
   FERRY_RETURN_IF_ERROR(MakeDirs(dir, 0700));
   FERRY_RETURN_IF_ERROR(MakeDirs(dir + "/chunks", 0700));
   FERRY_ASSIGN_OR_RETURN(auto db, sqlite::Database::Open(dir + "/ferry.db"));
-  auto backend = std::make_unique<SqliteBackend>(dir, std::move(db));
+  FERRY_ASSIGN_OR_RETURN(auto packs, PackStore::Open(dir + "/packs"));
+  auto backend = std::make_unique<SqliteBackend>(dir, std::move(db), std::move(packs));
   FERRY_RETURN_IF_ERROR(backend->Init());
   return backend;
 }
