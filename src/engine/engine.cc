@@ -10,6 +10,7 @@
 #include "include/ferry/engine.h"
 
 #include <chrono>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -611,39 +612,74 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     return absl::OkStatus();
   };
   // Runs of writes go to the connector as batches (one flush per batch), with their
-  // chunks downloaded ahead in few large requests; moves and deletes go one by one.
-  size_t index = 0;
-  while (index < plan.actions.size()) {
-    const LocalAction& a = plan.actions[index];
-    if (a.kind != LocalAction::kWrite) {
-      FERRY_RETURN_IF_ERROR(settle(a, run(a)));
-      ++index;
+  // chunks downloaded ahead in few large requests: the next batch's download runs on
+  // another thread while this batch is written. Moves and deletes go one by one.
+  struct Batch {
+    size_t start = 0, end = 0;
+    std::vector<v1::ChunkRef> refs;
+  };
+  std::vector<Batch> batches;
+  for (size_t i = 0; i < plan.actions.size();) {
+    if (plan.actions[i].kind != LocalAction::kWrite) {
+      ++i;
       continue;
     }
-    std::vector<Connector::ApplyRequest> batch;
-    std::vector<v1::ChunkRef> refs;
+    Batch batch{i, i, {}};
     uint64_t bytes = 0;
-    size_t end = index;
-    for (; end < plan.actions.size() && plan.actions[end].kind == LocalAction::kWrite &&
-           batch.size() < kApplyBatchItemsMax && bytes < kPrefetchBytesMax;
-         ++end) {
-      const LocalAction& w = plan.actions[end];
-      batch.push_back({w.id, local_stamp(w.id), w.after});
-      for (const v1::Field& f : w.after->fields()) {
+    for (; batch.end < plan.actions.size() &&
+           plan.actions[batch.end].kind == LocalAction::kWrite &&
+           batch.end - batch.start < kApplyBatchItemsMax && bytes < kPrefetchBytesMax;
+         ++batch.end) {
+      for (const v1::Field& f : plan.actions[batch.end].after->fields()) {
         if (!f.has_content()) continue;
         for (const v1::ChunkRef& ref : f.content().chunks()) {
-          refs.push_back(ref);
+          batch.refs.push_back(ref);
           bytes += ref.size();
         }
       }
     }
-    FERRY_RETURN_IF_ERROR(chunks.Prefetch(refs));
-    std::vector<absl::StatusOr<std::string>> results =
-        c_.connector->ApplyBatch(batch, &chunks);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      FERRY_RETURN_IF_ERROR(settle(plan.actions[index + i], results[i]));
+    i = batch.end;
+    batches.push_back(std::move(batch));
+  }
+  using Sealed = engine::EngineChunkSource::SealedChunks;
+  auto fetch = [this](std::vector<v1::ChunkRef> wanted) {
+    return std::async(std::launch::async, [this, wanted = std::move(wanted)] {
+      return engine::EngineChunkSource::FetchSealed(transfer_, wanted);
+    });
+  };
+  std::vector<v1::ChunkRef> next_wanted;
+  std::future<absl::StatusOr<Sealed>> next;
+  if (!batches.empty()) {
+    next_wanted = chunks.Wanted(batches[0].refs);
+    next = fetch(next_wanted);
+  }
+  size_t index = 0;
+  for (size_t b = 0; b <= batches.size(); ++b) {
+    size_t batch_start = b < batches.size() ? batches[b].start : plan.actions.size();
+    for (; index < batch_start; ++index) {
+      FERRY_RETURN_IF_ERROR(settle(plan.actions[index], run(plan.actions[index])));
     }
-    index = end;
+    if (b == batches.size()) break;
+    const Batch& batch = batches[b];
+    absl::StatusOr<Sealed> sealed = next.get();
+    std::vector<v1::ChunkRef> wanted = std::move(next_wanted);
+    if (b + 1 < batches.size()) {
+      next_wanted = chunks.Wanted(batches[b + 1].refs);
+      next = fetch(next_wanted);
+    }
+    FERRY_RETURN_IF_ERROR(sealed.status());
+    FERRY_RETURN_IF_ERROR(chunks.Install(wanted, *std::move(sealed)));
+    std::vector<Connector::ApplyRequest> requests;
+    for (size_t i = batch.start; i < batch.end; ++i) {
+      const LocalAction& w = plan.actions[i];
+      requests.push_back({w.id, local_stamp(w.id), w.after});
+    }
+    std::vector<absl::StatusOr<std::string>> results =
+        c_.connector->ApplyBatch(requests, &chunks);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      FERRY_RETURN_IF_ERROR(settle(plan.actions[batch.start + i], results[i]));
+    }
+    index = batch.end;
   }
   for (const auto& [id, copy] : plan.conflict_copies) {
     absl::StatusOr<std::string> stamp = c_.connector->Apply(id, "", &copy, &chunks);

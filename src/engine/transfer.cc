@@ -17,7 +17,7 @@ namespace {
 // Delta chunks whose base is itself a delta, followed at most this deep.
 constexpr int kDeltaDepthMax = 8;
 // Sealed bytes per PutChunks call; a call holds at most this much in memory.
-constexpr size_t kUploadBatchBytesMax = 16u << 20;
+constexpr size_t kUploadBatchBytesMax = 4u << 20;
 
 // The ids the store lacks among `ids`, asked in bounded batches.
 absl::StatusOr<std::set<std::string>> MissingChunks(const TransferContext& c,
@@ -164,8 +164,10 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
       if (first_error.ok()) first_error = status;
     }
   };
-  size_t threads =
-      std::min<size_t>(work.size(), std::max(1u, std::thread::hardware_concurrency()));
+  // Twice as many workers as cores: while one waits for the store to make its batch
+  // durable, another reads and seals.
+  size_t threads = std::min<size_t>(
+      work.size(), 2 * std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> pool;
   for (size_t t = 0; t < threads; ++t) pool.emplace_back(worker);
   for (std::thread& t : pool) t.join();
@@ -235,6 +237,17 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
   for (const v1::ChunkRef& ref : refs) ids.push_back(ref.id());
   FERRY_ASSIGN_OR_RETURN(auto sealed,
                          context_.client->GetChunks(context_.collection_id, ids));
+  return Open(refs, sealed, depth);
+}
+
+absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
+    const std::vector<v1::ChunkRef>& refs, const SealedChunks& sealed, int depth) {
+  if (sealed.size() != refs.size()) {
+    return absl::DataLossError("the store answered for other chunks than asked");
+  }
+  std::vector<std::string> ids;
+  ids.reserve(refs.size());
+  for (const v1::ChunkRef& ref : refs) ids.push_back(ref.id());
   std::vector<std::string> out(refs.size());
   for (size_t j = 0; j < sealed.size(); ++j) {
     context_.report->pulled_bytes += sealed[j].second.size();
@@ -261,22 +274,45 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
   return out;
 }
 
-absl::Status EngineChunkSource::Prefetch(const std::vector<v1::ChunkRef>& refs) {
-  prefetched_.clear();
+std::vector<v1::ChunkRef> EngineChunkSource::Wanted(
+    const std::vector<v1::ChunkRef>& refs) const {
   std::vector<v1::ChunkRef> wanted;
   std::set<std::string> seen;
   for (const v1::ChunkRef& ref : refs) {
     if (places_.contains(ref.id()) || !seen.insert(ref.id()).second) continue;
     wanted.push_back(ref);
   }
+  return wanted;
+}
+
+absl::StatusOr<EngineChunkSource::SealedChunks> EngineChunkSource::FetchSealed(
+    const TransferContext& context, const std::vector<v1::ChunkRef>& wanted) {
+  SealedChunks out;
+  out.reserve(wanted.size());
   for (size_t start = 0; start < wanted.size(); start += kChunkIdsPerRequestMax) {
     size_t end = std::min(wanted.size(), start + kChunkIdsPerRequestMax);
-    std::vector<v1::ChunkRef> batch(wanted.begin() + start, wanted.begin() + end);
-    FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Download(batch));
-    for (size_t i = 0; i < batch.size(); ++i)
-      prefetched_[batch[i].id()] = std::move(data[i]);
+    std::vector<std::string> ids;
+    for (size_t i = start; i < end; ++i) ids.push_back(wanted[i].id());
+    FERRY_ASSIGN_OR_RETURN(SealedChunks part,
+                           context.client->GetChunks(context.collection_id, ids));
+    for (auto& chunk : part) out.push_back(std::move(chunk));
   }
+  return out;
+}
+
+absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
+                                        SealedChunks sealed) {
+  prefetched_.clear();
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Open(wanted, sealed, 0));
+  for (size_t i = 0; i < wanted.size(); ++i)
+    prefetched_[wanted[i].id()] = std::move(data[i]);
   return absl::OkStatus();
+}
+
+absl::Status EngineChunkSource::Prefetch(const std::vector<v1::ChunkRef>& refs) {
+  std::vector<v1::ChunkRef> wanted = Wanted(refs);
+  FERRY_ASSIGN_OR_RETURN(SealedChunks sealed, FetchSealed(context_, wanted));
+  return Install(wanted, std::move(sealed));
 }
 
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Fetch(

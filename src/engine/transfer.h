@@ -49,7 +49,20 @@ class EngineChunkSource final : public ChunkSource {
   // Prefetch kept. The caller bounds the total size.
   absl::Status Prefetch(const std::vector<v1::ChunkRef>& refs);
 
+  // Prefetch in two halves, so that the download of the next batch can run on another
+  // thread while this one is written: Wanted() lists what Prefetch would download,
+  // FetchSealed() downloads it (thread-safe: it only calls the client), Install() opens
+  // and keeps it as Prefetch does.
+  using SealedChunks = std::vector<std::pair<std::string, std::string>>;
+  std::vector<v1::ChunkRef> Wanted(const std::vector<v1::ChunkRef>& refs) const;
+  static absl::StatusOr<SealedChunks> FetchSealed(
+      const TransferContext& context, const std::vector<v1::ChunkRef>& wanted);
+  absl::Status Install(const std::vector<v1::ChunkRef>& wanted, SealedChunks sealed);
+
  private:
+  // Opens sealed chunks downloaded for `refs` (same order).
+  absl::StatusOr<std::vector<std::string>> Open(const std::vector<v1::ChunkRef>& refs,
+                                                const SealedChunks& sealed, int depth);
   absl::StatusOr<std::vector<std::string>> Download(const std::vector<v1::ChunkRef>& refs,
                                                     int depth = 0);
   // The plaintext of the base of a delta chunk: local data, the cache, or the store.
