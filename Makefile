@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := cmake ninja-build g++ clang-14 libclang-rt-14-dev ccache pkg-
   libcli11-dev libspdlog-dev libtomlplusplus-dev \
   libgtest-dev libgmock-dev libbenchmark-dev openssl khard khal
 
-.PHONY: deps build test demo asan fuzz bench format clean
+.PHONY: deps build test demo asan fuzz bench bench-compare format clean
 
 deps:
 	@missing=""; \
@@ -46,6 +46,12 @@ fuzz: deps
 bench:
 	$(MAKE) build PRESET=release
 	build/release/bench/ferry_bench
+
+# ferry, rsync, Unison and Syncthing side by side on 127.0.0.1 (docs/performance.md);
+# QUICK=1 for a short development run, OUT=FILE for the markdown table.
+bench-compare:
+	$(MAKE) build PRESET=release
+	bash bench/bench_compare.sh build/release
 
 format:
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
