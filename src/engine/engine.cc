@@ -771,8 +771,18 @@ absl::Status Cycle::RunOnce(bool* again) {
     }
   }
   for (const auto& [id, item] : pulled.theirs) {
-    // Items we are about to push keep their old stamp: they are not synced yet.
-    if (plan.push.contains(id) || plan.push_deletes.contains(id)) continue;
+    // Items we are about to push are not synced yet. When they changed remotely too,
+    // the shadow takes their version (the ops we push are computed against it, and
+    // the cursor moves past it) with no stamp, so that if the push does not happen
+    // the next scan reads the local object again and finds our change still to push.
+    if (plan.push.contains(id) || plan.push_deletes.contains(id)) {
+      auto old_item = base.find(id);
+      if (plan.push.contains(id) &&
+          (old_item == base.end() || !engine::SameItem(*old_item->second, *item))) {
+        update.put.emplace_back(*item, "");
+      }
+      continue;
+    }
     auto applied = stamps.find(id);
     auto scanned = scan.items.find(id);
     std::string stamp = retried_deletes.contains(id)  ? std::string(kRefusedDeleteStamp)
