@@ -65,11 +65,11 @@ class FerrydImpl final : public Ferryd {
                            tls::LoadOrCreateServerCertificate(options.data_dir));
     fingerprint_ = cert.fingerprint;
     FERRY_ASSIGN_OR_RETURN(backend_, OpenSqliteBackend(options.data_dir));
-    auth_ = std::make_unique<Authenticator>(backend_.get(), &clock_);
-    manage_ = std::make_unique<ManageService>(backend_.get(), auth_.get(), &clock_,
+    Clock* clock = options.clock != nullptr ? options.clock : &system_clock_;
+    auth_ = std::make_unique<Authenticator>(backend_.get(), clock);
+    manage_ = std::make_unique<ManageService>(backend_.get(), auth_.get(), clock,
                                               std::move(secret));
-    store_ =
-        std::make_unique<StoreService>(backend_.get(), auth_.get(), &clock_, &heads_);
+    store_ = std::make_unique<StoreService>(backend_.get(), auth_.get(), clock, &heads_);
 
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({cert.key_pem, cert.cert_pem});
@@ -107,7 +107,7 @@ class FerrydImpl final : public Ferryd {
   }
 
  private:
-  SystemClock clock_;
+  SystemClock system_clock_;
   HeadNotifier heads_;
   int lock_fd_ = -1;
   std::string fingerprint_;

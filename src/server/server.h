@@ -8,11 +8,18 @@
 
 #include "absl/status/statusor.h"
 
+namespace ferry {
+class Clock;
+}
+
 namespace ferry::server {
 
 struct ServerOptions {
   std::string data_dir;                   // created when missing (mode 0700)
   std::string listen = "127.0.0.1:7443";  // host:port; port 0 picks a free one
+  // The server's time (leases, records); nullptr: the system clock. The simulation
+  // passes its own to let leases expire at will.
+  Clock* clock = nullptr;
 };
 
 class Ferryd {
