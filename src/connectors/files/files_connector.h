@@ -17,6 +17,7 @@
 namespace ferry::files {
 
 class RootDir;
+class FileWriter;
 
 struct FilesOptions {
   std::string root;                 // the folder
@@ -63,7 +64,7 @@ class FilesConnector final : public Connector {
  private:
   absl::StatusOr<RootDir*> Root();
   absl::StatusOr<v1::Item> HashFile(const std::string& id, struct FileStat stat) const;
-  absl::Status WriteContent(int fd, const v1::ContentRef& content,
+  absl::Status WriteContent(FileWriter& out, const v1::ContentRef& content,
                             ChunkSource* chunks) const;
   // FAILED_PRECONDITION when this device does not sync `id` (ignored here, or ferry's
   // own temporary name): writing it would make the next scan take it for deleted.

@@ -1,7 +1,5 @@
 #include "src/connectors/pim/records_connector.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -106,21 +104,18 @@ int64_t NowNs() {
 
 absl::StatusOr<std::string> ReadWhole(const RootDir& root, const std::string& name,
                                       size_t max_bytes) {
-  FERRY_ASSIGN_OR_RETURN(int fd, root.OpenForRead(name));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<files::FileReader> reader,
+                         root.OpenForRead(name));
   std::string text;
   char buffer[16384];
-  ssize_t n;
-  while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) {
-    text.append(buffer, static_cast<size_t>(n));
+  for (size_t n = sizeof(buffer); n == sizeof(buffer);) {
+    FERRY_ASSIGN_OR_RETURN(n, reader->Read(buffer, sizeof(buffer)));
+    text.append(buffer, n);
     if (text.size() > max_bytes) {
-      ::close(fd);
       return absl::ResourceExhaustedError(
           StrCat("larger than ", max_bytes >> 20, " MiB"));
     }
   }
-  int err = errno;
-  ::close(fd);
-  if (n < 0) return absl::InternalError(StrCat("read: ", std::strerror(err)));
   return text;
 }
 
@@ -404,21 +399,8 @@ std::vector<absl::StatusOr<std::string>> RecordsConnector::ApplyBatch(
       continue;
     }
     absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> temp = root_->WriteTemp(
-        file,
-        [&](int fd) -> absl::Status {
-          size_t done = 0;
-          while (done < text->size()) {
-            ssize_t n = ::write(fd, text->data() + done, text->size() - done);
-            if (n < 0) {
-              if (errno == EINTR) continue;
-              return absl::InternalError(
-                  StrCat("write ", file, ": ", std::strerror(errno)));
-            }
-            done += static_cast<size_t>(n);
-          }
-          return absl::OkStatus();
-        },
-        0644, NowNs(), expect);
+        file, [&](files::FileWriter& out) { return out.Append(*text); }, 0644, NowNs(),
+        expect);
     if (!temp.ok()) {
       results[i] = temp.status();
       continue;
