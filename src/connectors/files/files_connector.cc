@@ -1,7 +1,7 @@
 #include "src/connectors/files/files_connector.h"
 
 #include <atomic>
-#include <chrono>
+#include <cassert>
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -137,6 +137,7 @@ std::string ChunkerSeed(const seal::ContentHasher& hasher) {
 FilesConnector::FilesConnector(FilesOptions options, const seal::ContentHasher* hasher,
                                std::string_view chunker_seed)
     : options_(std::move(options)),
+      env_(options_.env != nullptr ? options_.env : Env::Default()),
       hasher_(hasher),
       chunker_(chunk::ChunkerParams::Default(), chunker_seed) {}
 
@@ -144,7 +145,8 @@ FilesConnector::~FilesConnector() = default;
 
 absl::StatusOr<RootDir*> FilesConnector::Root() {
   if (root_ == nullptr) {
-    FERRY_ASSIGN_OR_RETURN(root_, RootDir::Open(options_.root));
+    FERRY_ASSIGN_OR_RETURN(root_, env_->OpenRoot(options_.root));
+    assert(root_ != nullptr);
   }
   return root_.get();
 }
@@ -228,7 +230,7 @@ absl::Status FilesConnector::CheckNotIgnored(const std::string& id, bool is_dir)
 // Writes a probe file with a mixed-case temporary name and looks it up with the case
 // swapped.
 absl::StatusOr<bool> FilesConnector::ProbeCaseInsensitive() {
-  std::string name = StrCat(".ferry-tmp-case-probe-", seal::ToHex(seal::RandomBytes(4)));
+  std::string name = StrCat(".ferry-tmp-case-probe-", seal::ToHex(env_->RandomBytes(4)));
   std::string upper = name + "Aa", lower = name + "aA";
   RootDir::Expect absent;
   absent.must_be_absent = true;
@@ -275,10 +277,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   // Temporary files of ours that nothing has touched for a long time were left by a
   // crash: removed (if still unchanged) after the walk.
   std::vector<std::pair<std::string, FileStat>> stale_temps;
-  const int64_t stale_before_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count() -
-                                  options_.stale_temp_age_ms * 1000000;
+  const int64_t stale_before_ns =
+      (env_->NowMs() - options_.stale_temp_age_ms) * int64_t{1000000};
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
         std::string_view name = path;
@@ -575,7 +575,7 @@ std::string FilesConnector::ConflictCopyId(const std::string& id,
     absl::StatusOr<std::optional<FileStat>> stat = (*root)->Stat(candidate);
     if (stat.ok() && !stat->has_value()) return candidate;
   }
-  return StrCat(base, "-", seal::ToHex(seal::RandomBytes(4)), ext);
+  return StrCat(base, "-", seal::ToHex(env_->RandomBytes(4)), ext);
 }
 
 int64_t FilesConnector::EditTimeMs(const v1::Item& item) {

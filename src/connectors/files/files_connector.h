@@ -10,6 +10,7 @@
 #include <string>
 
 #include "include/ferry/connector.h"
+#include "include/ferry/engine.h"
 #include "src/chunk/chunker.h"
 #include "src/connectors/files/ignore.h"
 #include "src/seal/seal.h"
@@ -28,6 +29,9 @@ struct FilesOptions {
   int64_t stale_temp_age_ms = 3600 * 1000;
   // Whether the folder's file system ignores case; unset: probed at the first scan.
   std::optional<bool> case_insensitive;
+  // Opens the folder (Env::OpenRoot) and gives the time and randomness the connector
+  // uses. nullptr: Env::Default(), the real disk and clock.
+  Env* env = nullptr;
 };
 
 class FilesConnector final : public Connector {
@@ -75,6 +79,7 @@ class FilesConnector final : public Connector {
   absl::StatusOr<IgnoreRules> LoadIgnoreRules();
 
   FilesOptions options_;
+  Env* const env_;  // never nullptr
   const seal::ContentHasher* hasher_;
   chunk::Chunker chunker_;
   std::unique_ptr<RootDir> root_;

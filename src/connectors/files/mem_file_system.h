@@ -85,7 +85,8 @@ class MemFileSystem {
   void SyncAll();
   // A power cut: every file and directory goes back to its durable state (see the
   // model above). RootDirs, readers and pending files opened before belong to the
-  // crashed process: their calls fail with UNAVAILABLE; open new ones.
+  // crashed process: their calls fail with UNAVAILABLE; open new ones. Injected faults
+  // are cleared.
   void Crash();
 
   // Operations matching `op` (kAny: every step) on `path_prefix` or below it ("":
