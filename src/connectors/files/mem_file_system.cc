@@ -844,6 +844,7 @@ void MemFileSystem::Crash() {
       continue;
     }
     if (node.type != FileStat::kDir) continue;
+    node.detached = false;  // removed without a sync: back again
     node.entries.clear();
     for (auto& [name, child] : node.durable_entries) {
       if (seen.insert(child.get()).second) node.entries.emplace(name, child);

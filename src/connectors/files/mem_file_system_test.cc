@@ -141,6 +141,18 @@ TEST_F(MemFileSystemTest, CrashKeepsWhatWasSyncedOnly) {
   EXPECT_EQ(Read("/r/synced-by-user"), "then SyncAll");
 }
 
+TEST_F(MemFileSystemTest, CrashBringsBackWhatWasRemovedWithoutSync) {
+  ASSERT_TRUE(root_->MakeDir("d/e", 0755).ok());
+  ASSERT_TRUE(Write("d/e/f", "x").ok());
+  ASSERT_TRUE(fs_.RemoveAll("/r/d").ok());
+  EXPECT_THAT(Names("/r"), IsEmpty());
+  fs_.Crash();
+  Reopen();
+  EXPECT_EQ(Read("/r/d/e/f"), "x");
+  ASSERT_TRUE(Write("d/e/g", "usable again").ok());
+  EXPECT_THAT(Names("/r/d/e"), ElementsAre("f", "g"));
+}
+
 TEST_F(MemFileSystemTest, CrashDuringABatchLeavesEachTargetOldOrNew) {
   ASSERT_TRUE(Write("a", "old a").ok());
   ASSERT_TRUE(Write("b", "old b").ok());

@@ -59,7 +59,8 @@ struct FileStat {
 bool SameFile(const FileStat& a, const FileStat& b);
 
 // An open regular file. Reads see the file that was opened, also after it is renamed
-// or replaced; not thread-safe (one reader per thread).
+// or replaced; not thread-safe (one reader per thread). A reader does not outlive the
+// RootDir that opened it.
 class FileReader {
  public:
   virtual ~FileReader() = default;
