@@ -26,13 +26,24 @@ namespace engine {
 class ShadowStore;
 class ChunkCache;
 }  // namespace engine
+namespace files {
+class RootDir;
+}
 
-// Time and randomness, replaceable for tests and the simulation.
+// Time, randomness and file access, replaceable for tests and the simulation (the
+// transport is EngineConfig::client, an interface of its own). Implementations are
+// safe for concurrent use.
 class Env {
  public:
   virtual ~Env() = default;
   virtual int64_t NowMs() = 0;
   virtual std::string RandomBytes(size_t n) = 0;
+  // The folder `path` that a connector syncs (src/connectors/files/root_dir.h): all
+  // its reads and writes go through the RootDir. This default opens it on the real
+  // disk (files::RootDir::Open); a simulation returns one of a
+  // files::MemFileSystem.
+  virtual absl::StatusOr<std::unique_ptr<files::RootDir>> OpenRoot(
+      const std::string& path);
   // The process-wide real environment.
   static Env* Default();
 };

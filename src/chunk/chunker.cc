@@ -173,6 +173,12 @@ size_t Chunker::NextCut(std::string_view data, bool at_end) const {
 
 absl::StatusOr<uint64_t> ChunkFile(int fd, const Chunker& chunker,
                                    const ChunkSink& sink) {
+  return ChunkStream([fd](char* out, size_t size) { return ReadFull(fd, out, size); },
+                     chunker, sink);
+}
+
+absl::StatusOr<uint64_t> ChunkStream(const ChunkRead& read, const Chunker& chunker,
+                                     const ChunkSink& sink) {
   const size_t max_bytes = chunker.params().max_bytes;
   const size_t capacity = 2 * max_bytes;
   auto buffer = std::make_unique_for_overwrite<char[]>(capacity);
@@ -185,7 +191,8 @@ absl::StatusOr<uint64_t> ChunkFile(int fd, const Chunker& chunker,
       std::memmove(buffer.get(), buffer.get() + begin, end - begin);
       end -= begin;
       begin = 0;
-      FERRY_ASSIGN_OR_RETURN(size_t n, ReadFull(fd, buffer.get() + end, capacity - end));
+      FERRY_ASSIGN_OR_RETURN(size_t n, read(buffer.get() + end, capacity - end));
+      FERRY_CHUNK_CHECK(n <= capacity - end);
       eof = n < capacity - end;
       end += n;
       total += n;

@@ -86,6 +86,15 @@ using ChunkSink = std::function<absl::Status(std::string_view chunk)>;
 // reads. Returns the bytes read, or the first read error or sink error.
 absl::StatusOr<uint64_t> ChunkFile(int fd, const Chunker& chunker, const ChunkSink& sink);
 
+// Where ChunkStream reads from: fills `out` with up to `size` bytes and returns how
+// many; fewer than `size` only at the end of the data.
+using ChunkRead = std::function<absl::StatusOr<size_t>(char* out, size_t size)>;
+
+// ChunkFile over any source: `read` is called once per 2 * max_bytes or so, never per
+// byte. Returns the bytes read, or the first read error or sink error.
+absl::StatusOr<uint64_t> ChunkStream(const ChunkRead& read, const Chunker& chunker,
+                                     const ChunkSink& sink);
+
 // Lengths of all chunks of an in-memory buffer, in order; empty for empty data.
 std::vector<uint32_t> SplitAll(const Chunker& chunker, std::string_view data);
 

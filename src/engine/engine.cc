@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "src/connectors/files/root_dir.h"
 #include "src/core/clock.h"
 #include "src/core/limits.h"
 #include "src/core/status_macros.h"
@@ -957,6 +958,10 @@ absl::Status Cycle::Run() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<files::RootDir>> Env::OpenRoot(const std::string& path) {
+  return files::RootDir::Open(path);
+}
 
 Env* Env::Default() {
   static RealEnv* env = new RealEnv();

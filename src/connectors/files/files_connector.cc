@@ -1,9 +1,7 @@
 #include "src/connectors/files/files_connector.h"
 
-#include <unistd.h>
-
 #include <atomic>
-#include <chrono>
+#include <cassert>
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -33,20 +31,6 @@ constexpr size_t kWriteWindowChunksMax = 64;
 constexpr uint64_t kWriteWindowBytesMax = 16u << 20;
 // Conflict copies tried per item before giving up on a free name.
 constexpr int kConflictNameAttemptsMax = 100;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 std::string TypeName(FileStat::Type type) {
   switch (type) {
@@ -130,6 +114,11 @@ int64_t MtimeOf(const v1::Item& item) {
   return value;
 }
 
+// The reads of ChunkStream from an open file.
+chunk::ChunkRead ReadFnOf(FileReader& reader) {
+  return [&reader](char* out, size_t size) { return reader.Read(out, size); };
+}
+
 std::string FormatUtc(int64_t ms) {
   std::time_t seconds = static_cast<std::time_t>(ms / 1000);
   std::tm tm;
@@ -148,6 +137,7 @@ std::string ChunkerSeed(const seal::ContentHasher& hasher) {
 FilesConnector::FilesConnector(FilesOptions options, const seal::ContentHasher* hasher,
                                std::string_view chunker_seed)
     : options_(std::move(options)),
+      env_(options_.env != nullptr ? options_.env : Env::Default()),
       hasher_(hasher),
       chunker_(chunk::ChunkerParams::Default(), chunker_seed) {}
 
@@ -155,7 +145,8 @@ FilesConnector::~FilesConnector() = default;
 
 absl::StatusOr<RootDir*> FilesConnector::Root() {
   if (root_ == nullptr) {
-    FERRY_ASSIGN_OR_RETURN(root_, RootDir::Open(options_.root));
+    FERRY_ASSIGN_OR_RETURN(root_, env_->OpenRoot(options_.root));
+    assert(root_ != nullptr);
   }
   return root_.get();
 }
@@ -169,8 +160,7 @@ bool FilesConnector::DataPresent() {
 // while it was read gives FAILED_PRECONDITION.
 absl::StatusOr<v1::Item> FilesConnector::HashFile(const std::string& id,
                                                   FileStat stat) const {
-  FERRY_ASSIGN_OR_RETURN(int raw_fd, root_->OpenForRead(id));
-  Fd fd(raw_fd);
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader, root_->OpenForRead(id));
   v1::Item item = BaseItem(id, stat);
   engine::SetBytesField(&item, kMtime, StrCat(stat.mtime_ns));
   v1::Field content;
@@ -178,7 +168,8 @@ absl::StatusOr<v1::Item> FilesConnector::HashFile(const std::string& id,
   v1::ContentRef* ref = content.mutable_content();
   std::string ids;
   FERRY_ASSIGN_OR_RETURN(
-      uint64_t size, chunk::ChunkFile(fd.get(), chunker_, [&](std::string_view chunk) {
+      uint64_t size,
+      chunk::ChunkStream(ReadFnOf(*reader), chunker_, [&](std::string_view chunk) {
         v1::ChunkRef* c = ref->add_chunks();
         c->set_id(hasher_->ChunkId(chunk));
         c->set_size(static_cast<uint32_t>(chunk.size()));
@@ -199,12 +190,13 @@ absl::StatusOr<IgnoreRules> FilesConnector::LoadIgnoreRules() {
   IgnoreRules rules = IgnoreRules::BuiltIn();
   FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root_->Stat(kIgnoreFile));
   if (!stat.has_value() || stat->type != FileStat::kFile) return rules;
-  FERRY_ASSIGN_OR_RETURN(int raw_fd, root_->OpenForRead(kIgnoreFile));
-  Fd fd(raw_fd);
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader,
+                         root_->OpenForRead(kIgnoreFile));
   std::string text;
   char buffer[8192];
-  for (ssize_t n; (n = ::read(fd.get(), buffer, sizeof(buffer))) > 0;) {
-    text.append(buffer, static_cast<size_t>(n));
+  for (size_t n = sizeof(buffer); n == sizeof(buffer);) {
+    FERRY_ASSIGN_OR_RETURN(n, reader->Read(buffer, sizeof(buffer)));
+    text.append(buffer, n);
     if (text.size() > kIgnoreFileBytesMax) {
       return absl::FailedPreconditionError(".ferryignore is larger than 1 MiB");
     }
@@ -238,12 +230,12 @@ absl::Status FilesConnector::CheckNotIgnored(const std::string& id, bool is_dir)
 // Writes a probe file with a mixed-case temporary name and looks it up with the case
 // swapped.
 absl::StatusOr<bool> FilesConnector::ProbeCaseInsensitive() {
-  std::string name = StrCat(".ferry-tmp-case-probe-", seal::ToHex(seal::RandomBytes(4)));
+  std::string name = StrCat(".ferry-tmp-case-probe-", seal::ToHex(env_->RandomBytes(4)));
   std::string upper = name + "Aa", lower = name + "aA";
   RootDir::Expect absent;
   absent.must_be_absent = true;
   FERRY_RETURN_IF_ERROR(root_->ReplaceFile(
-      upper, [](int) { return absl::OkStatus(); }, 0600, 0, absent));
+      upper, [](FileWriter&) { return absl::OkStatus(); }, 0600, 0, absent));
   absl::StatusOr<std::optional<FileStat>> other = root_->Stat(lower);
   absl::Status removed = root_->Remove(upper, RootDir::Expect());
   FERRY_RETURN_IF_ERROR(other.status());
@@ -285,10 +277,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   // Temporary files of ours that nothing has touched for a long time were left by a
   // crash: removed (if still unchanged) after the walk.
   std::vector<std::pair<std::string, FileStat>> stale_temps;
-  const int64_t stale_before_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count() -
-                                  options_.stale_temp_age_ms * 1000000;
+  const int64_t stale_before_ns =
+      (env_->NowMs() - options_.stale_temp_age_ms) * int64_t{1000000};
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
         std::string_view name = path;
@@ -386,12 +376,13 @@ absl::Status FilesConnector::ReadContent(
   if (content == nullptr || !content->has_content()) {
     return absl::InvalidArgumentError(StrCat(item.id(), " has no content field ", field));
   }
-  FERRY_ASSIGN_OR_RETURN(int raw_fd, root->OpenForRead(item.id()));
-  Fd fd(raw_fd);
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader,
+                         root->OpenForRead(item.id()));
   int index = 0;
   const v1::ContentRef& ref = content->content();
   FERRY_ASSIGN_OR_RETURN(
-      uint64_t size, chunk::ChunkFile(fd.get(), chunker_, [&](std::string_view chunk) {
+      uint64_t size,
+      chunk::ChunkStream(ReadFnOf(*reader), chunker_, [&](std::string_view chunk) {
         if (index >= ref.chunks_size() ||
             hasher_->ChunkId(chunk) != ref.chunks(index).id()) {
           return absl::FailedPreconditionError(
@@ -410,21 +401,14 @@ absl::StatusOr<std::string> FilesConnector::ReadRange(const std::string& id,
                                                       uint64_t offset, uint32_t size) {
   if (field != kContent) return absl::NotFoundError("not a file content field");
   FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
-  FERRY_ASSIGN_OR_RETURN(int raw_fd, root->OpenForRead(id));
-  Fd fd(raw_fd);
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader, root->OpenForRead(id));
   std::string data(size, '\0');
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd.get(), data.data() + done, size - done,
-                        static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::NotFoundError(StrCat(id, ": short read"));
-    done += static_cast<size_t>(n);
-  }
+  FERRY_ASSIGN_OR_RETURN(size_t done, reader->ReadAt(offset, data.data(), size));
+  if (done < size) return absl::NotFoundError(StrCat(id, ": short read"));
   return data;
 }
 
-absl::Status FilesConnector::WriteContent(int fd, const v1::ContentRef& content,
+absl::Status FilesConnector::WriteContent(FileWriter& out, const v1::ContentRef& content,
                                           ChunkSource* chunks) const {
   int next = 0;
   while (next < content.chunks_size()) {
@@ -436,15 +420,7 @@ absl::Status FilesConnector::WriteContent(int fd, const v1::ContentRef& content,
       window.push_back(content.chunks(next++));
     }
     FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, chunks->Fetch(window));
-    for (const std::string& piece : data) {
-      size_t written = 0;
-      while (written < piece.size()) {
-        ssize_t n = ::write(fd, piece.data() + written, piece.size() - written);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return ErrnoStatus(errno, "write", "a temporary file");
-        written += static_cast<size_t>(n);
-      }
-    }
+    for (const std::string& piece : data) FERRY_RETURN_IF_ERROR(out.Append(piece));
   }
   return absl::OkStatus();
 }
@@ -482,7 +458,8 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
       return absl::DataLossError(StrCat("file item ", id, " has no content"));
     }
     FERRY_RETURN_IF_ERROR(root->ReplaceFile(
-        id, [&](int fd) { return WriteContent(fd, content->content(), chunks); },
+        id,
+        [&](FileWriter& out) { return WriteContent(out, content->content(), chunks); },
         ModeOf(*after, 0644), MtimeOf(*after), expect));
   } else {
     return absl::DataLossError(StrCat("item ", id, " has unknown type '", type, "'"));
@@ -523,7 +500,8 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
       continue;
     }
     absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> written = (*root)->WriteTemp(
-        r.id, [&](int fd) { return WriteContent(fd, content->content(), chunks); },
+        r.id,
+        [&](FileWriter& out) { return WriteContent(out, content->content(), chunks); },
         ModeOf(*r.after, 0644), MtimeOf(*r.after), ExpectFromStamp(r.expected_stamp));
     if (!written.ok()) {
       results[i] = written.status();
@@ -597,7 +575,7 @@ std::string FilesConnector::ConflictCopyId(const std::string& id,
     absl::StatusOr<std::optional<FileStat>> stat = (*root)->Stat(candidate);
     if (stat.ok() && !stat->has_value()) return candidate;
   }
-  return StrCat(base, "-", seal::ToHex(seal::RandomBytes(4)), ext);
+  return StrCat(base, "-", seal::ToHex(env_->RandomBytes(4)), ext);
 }
 
 int64_t FilesConnector::EditTimeMs(const v1::Item& item) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "include/ferry/connector.h"
+#include "include/ferry/engine.h"
 #include "src/chunk/chunker.h"
 #include "src/connectors/files/ignore.h"
 #include "src/seal/seal.h"
@@ -17,6 +18,7 @@
 namespace ferry::files {
 
 class RootDir;
+class FileWriter;
 
 struct FilesOptions {
   std::string root;                 // the folder
@@ -27,6 +29,9 @@ struct FilesOptions {
   int64_t stale_temp_age_ms = 3600 * 1000;
   // Whether the folder's file system ignores case; unset: probed at the first scan.
   std::optional<bool> case_insensitive;
+  // Opens the folder (Env::OpenRoot) and gives the time and randomness the connector
+  // uses. nullptr: Env::Default(), the real disk and clock.
+  Env* env = nullptr;
 };
 
 class FilesConnector final : public Connector {
@@ -63,7 +68,7 @@ class FilesConnector final : public Connector {
  private:
   absl::StatusOr<RootDir*> Root();
   absl::StatusOr<v1::Item> HashFile(const std::string& id, struct FileStat stat) const;
-  absl::Status WriteContent(int fd, const v1::ContentRef& content,
+  absl::Status WriteContent(FileWriter& out, const v1::ContentRef& content,
                             ChunkSource* chunks) const;
   // FAILED_PRECONDITION when this device does not sync `id` (ignored here, or ferry's
   // own temporary name): writing it would make the next scan take it for deleted.
@@ -74,6 +79,7 @@ class FilesConnector final : public Connector {
   absl::StatusOr<IgnoreRules> LoadIgnoreRules();
 
   FilesOptions options_;
+  Env* const env_;  // never nullptr
   const seal::ContentHasher* hasher_;
   chunk::Chunker chunker_;
   std::unique_ptr<RootDir> root_;

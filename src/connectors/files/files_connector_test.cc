@@ -1,11 +1,16 @@
 #include "src/connectors/files/files_connector.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "gtest/gtest.h"
+#include "src/connectors/files/mem_env.h"
+#include "src/connectors/files/mem_file_system.h"
+#include "src/connectors/files/root_dir.h"
 #include "src/engine/items.h"
 
 namespace ferry::files {
@@ -13,22 +18,109 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class FilesConnectorTest : public ::testing::Test {
+// Chunks by id, as the engine would resolve them.
+class MapChunks final : public ChunkSource {
+ public:
+  absl::StatusOr<std::vector<std::string>> Fetch(
+      const std::vector<v1::ChunkRef>& refs) override {
+    std::vector<std::string> out;
+    for (const v1::ChunkRef& ref : refs) {
+      auto it = chunks.find(ref.id());
+      if (it == chunks.end()) return absl::NotFoundError("no such chunk");
+      out.push_back(it->second);
+    }
+    return out;
+  }
+  std::map<std::string, std::string> chunks;
+};
+
+// Bytes that cut into several chunks.
+std::string Noise(size_t size, uint64_t seed) {
+  std::string out(size, '\0');
+  for (char& c : out) {
+    seed = seed * 6364136223846793005u + 1442695040888963407u;
+    c = static_cast<char>(seed >> 56);
+  }
+  return out;
+}
+
+// Every case runs on a folder on disk and on one in a MemFileSystem.
+class FilesConnectorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     seal::Init();
-    char pattern[] = "/tmp/ferry-connector-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    root_ = pattern;
-    std::ofstream(root_ / "ok.txt") << "fine";
+    if (disk()) {
+      char pattern[] = "/tmp/ferry-connector-XXXXXX";
+      ASSERT_NE(::mkdtemp(pattern), nullptr);
+      root_ = pattern;
+    } else {
+      root_ = "/sync";
+      ASSERT_TRUE(mem_.Mkdir(root_).ok());
+    }
+    WriteRaw("ok.txt", "fine");
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    if (disk()) fs::remove_all(root_);
+  }
 
-  std::unique_ptr<FilesConnector> Make(std::optional<bool> case_insensitive) {
+  bool disk() const { return GetParam() == "disk"; }
+  std::string P(const std::string& rel) const { return root_ + "/" + rel; }
+
+  // Another program's access to the folder.
+  void WriteRaw(const std::string& rel, std::string_view data) {
+    if (disk()) {
+      fs::create_directories(fs::path(P(rel)).parent_path());
+      std::ofstream(P(rel), std::ios::binary) << data;
+    } else {
+      ASSERT_TRUE(mem_.WriteFile(P(rel), data).ok());
+    }
+  }
+  void SymlinkRaw(const std::string& target, const std::string& rel) {
+    if (disk()) {
+      ASSERT_EQ(::symlink(target.c_str(), P(rel).c_str()), 0);
+    } else {
+      ASSERT_TRUE(mem_.Symlink(P(rel), target).ok());
+    }
+  }
+  std::optional<FileStat> StatRaw(const std::string& rel) {
+    auto root = disk() ? RootDir::Open(root_) : mem_.OpenRoot(root_);
+    EXPECT_TRUE(root.ok());
+    auto stat = (*root)->Stat(rel);
+    EXPECT_TRUE(stat.ok());
+    return stat.ok() ? *stat : std::nullopt;
+  }
+  bool Exists(const std::string& rel) { return StatRaw(rel).has_value(); }
+  bool IsDir(const std::string& rel) {
+    std::optional<FileStat> stat = StatRaw(rel);
+    return stat.has_value() && stat->type == FileStat::kDir;
+  }
+  std::string ReadRaw(const std::string& rel) {
+    if (!disk()) {
+      absl::StatusOr<std::string> data = mem_.ReadFile(P(rel));
+      return data.ok() ? *data : "";
+    }
+    std::ifstream in(P(rel), std::ios::binary);
+    std::stringstream out;
+    out << in.rdbuf();
+    return out.str();
+  }
+  size_t EntriesAtTop() {
+    if (!disk()) return mem_.List(root_)->size();
+    size_t entries = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(root_)) ++entries;
+    return entries;
+  }
+
+  FilesOptions Options(std::optional<bool> case_insensitive) {
     FilesOptions options;
-    options.root = root_.string();
+    options.root = root_;
     options.case_insensitive = case_insensitive;
-    return std::make_unique<FilesConnector>(options, &hasher_, ChunkerSeed(hasher_));
+    options.env = disk() ? nullptr : &env_;
+    return options;
+  }
+  std::unique_ptr<FilesConnector> Make(std::optional<bool> case_insensitive) {
+    return std::make_unique<FilesConnector>(Options(case_insensitive), &hasher_,
+                                            ChunkerSeed(hasher_));
   }
 
   static v1::Item Dir(const std::string& id) {
@@ -39,57 +131,194 @@ class FilesConnectorTest : public ::testing::Test {
     return item;
   }
 
-  fs::path root_;
+  std::string root_;
+  MemFileSystem mem_;
+  MemFsEnv env_{&mem_};
   seal::CollectionKey key_{seal::SecretKey::Random(), 1};
   seal::ContentHasher hasher_{key_};
 };
 
-TEST_F(FilesConnectorTest, CaseCollisionsRefusedOnlyWhereCaseIsIgnored) {
+INSTANTIATE_TEST_SUITE_P(Both, FilesConnectorTest, ::testing::Values("disk", "mem"),
+                         [](const auto& test) { return test.param; });
+
+TEST_P(FilesConnectorTest, CaseCollisionsRefusedOnlyWhereCaseIsIgnored) {
   v1::Item upper = Dir("OK.TXT");
   auto insensitive = Make(true);
   ASSERT_TRUE(insensitive->Scan({}, {}).ok());
   auto refused = insensitive->Apply("OK.TXT", "", &upper, nullptr);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition)
       << refused.status();
-  EXPECT_FALSE(fs::exists(root_ / "OK.TXT"));
+  EXPECT_FALSE(Exists("OK.TXT"));
 
   auto sensitive = Make(false);
   ASSERT_TRUE(sensitive->Scan({}, {}).ok());
   EXPECT_TRUE(sensitive->Apply("OK.TXT", "", &upper, nullptr).ok());
-  EXPECT_TRUE(fs::is_directory(root_ / "OK.TXT"));
+  EXPECT_TRUE(IsDir("OK.TXT"));
 }
 
-TEST_F(FilesConnectorTest, ProbeFindsThisFileSystemCaseSensitiveAndLeavesNothing) {
+TEST_P(FilesConnectorTest, ProbeFindsThisFileSystemCaseSensitiveAndLeavesNothing) {
   auto probed = Make(std::nullopt);
   auto scan = probed->Scan({}, {});
   ASSERT_TRUE(scan.ok()) << scan.status();
   EXPECT_EQ(scan->items.size(), 1u);  // ok.txt; the probe file is gone
-  int entries = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator(root_)) ++entries;
-  EXPECT_EQ(entries, 1);
-  // The test folder is on a case-sensitive file system (ext4, tmpfs, overlayfs).
+  EXPECT_EQ(EntriesAtTop(), 1u);
+  // The test folder is on a case-sensitive file system (ext4, tmpfs, overlayfs, memory).
   v1::Item upper = Dir("OK.TXT");
   EXPECT_TRUE(probed->Apply("OK.TXT", "", &upper, nullptr).ok());
 }
 
-TEST_F(FilesConnectorTest, StaleTemporaryFilesAreRemovedFreshOnesKept) {
-  fs::create_directories(root_ / "dir");
-  std::ofstream(root_ / ".ferry-tmp-leftover") << "half a file";
-  std::ofstream(root_ / "dir/.ferry-tmp-other") << "half another";
+TEST_P(FilesConnectorTest, StaleTemporaryFilesAreRemovedFreshOnesKept) {
+  WriteRaw(".ferry-tmp-leftover", "half a file");
+  WriteRaw("dir/.ferry-tmp-other", "half another");
   auto keeping = Make(false);  // default age: an hour
   ASSERT_TRUE(keeping->Scan({}, {}).ok());
-  EXPECT_TRUE(fs::exists(root_ / ".ferry-tmp-leftover"));
-  FilesOptions options;
-  options.root = root_.string();
-  options.case_insensitive = false;
+  EXPECT_TRUE(Exists(".ferry-tmp-leftover"));
+  FilesOptions options = Options(false);
   options.stale_temp_age_ms = -1000;  // everything counts as stale
   FilesConnector cleaning(options, &hasher_, ChunkerSeed(hasher_));
   auto scan = cleaning.Scan({}, {});
   ASSERT_TRUE(scan.ok()) << scan.status();
-  EXPECT_FALSE(fs::exists(root_ / ".ferry-tmp-leftover"));
-  EXPECT_FALSE(fs::exists(root_ / "dir/.ferry-tmp-other"));
-  EXPECT_TRUE(fs::exists(root_ / "ok.txt"));
+  EXPECT_FALSE(Exists(".ferry-tmp-leftover"));
+  EXPECT_FALSE(Exists("dir/.ferry-tmp-other"));
+  EXPECT_TRUE(Exists("ok.txt"));
   EXPECT_EQ(scan->items.count(".ferry-tmp-leftover"), 0u);
+}
+
+TEST_P(FilesConnectorTest, ScanReadContentAndApplyRoundTrip) {
+  const std::string big = Noise(300'000, 7);
+  WriteRaw("dir/big.bin", big);
+  SymlinkRaw("../elsewhere", "link");
+  auto connector = Make(false);
+  auto scan = connector->Scan({}, {});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  ASSERT_EQ(scan->items.size(), 4u);  // ok.txt, dir, dir/big.bin, link
+  EXPECT_EQ(engine::BytesField(*scan->items["dir"].item, "type"), "dir");
+  EXPECT_EQ(engine::BytesField(*scan->items["link"].item, "target"), "../elsewhere");
+  EXPECT_EQ(scan->bytes_read, big.size() + 4);
+  const v1::Item& item = *scan->items["dir/big.bin"].item;
+  ASSERT_GT(engine::FindField(item, "content")->content().chunks_size(), 1);
+
+  MapChunks chunks;
+  std::string read;
+  ASSERT_TRUE(connector
+                  ->ReadContent(item, "content",
+                                [&](const v1::ChunkRef& ref, std::string_view data) {
+                                  chunks.chunks[ref.id()] = std::string(data);
+                                  read += data;
+                                  return absl::OkStatus();
+                                })
+                  .ok());
+  EXPECT_EQ(read, big);
+  auto range = connector->ReadRange("dir/big.bin", "content", 1000, 50);
+  ASSERT_TRUE(range.ok()) << range.status();
+  EXPECT_EQ(*range, big.substr(1000, 50));
+  EXPECT_FALSE(connector->ReadRange("dir/big.bin", "content", big.size() - 10, 50).ok());
+
+  v1::Item copy = item;
+  copy.set_id("copy/of-big.bin");
+  auto stamp = connector->Apply(copy.id(), "", &copy, &chunks);
+  ASSERT_TRUE(stamp.ok()) << stamp.status();
+  EXPECT_EQ(ReadRaw("copy/of-big.bin"), big);
+  auto moved = connector->Move("copy/of-big.bin", *stamp, "moved.bin");
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_FALSE(Exists("copy/of-big.bin"));
+  EXPECT_EQ(ReadRaw("moved.bin"), big);
+  EXPECT_TRUE(connector->Apply("moved.bin", *moved, nullptr, nullptr).ok());
+  EXPECT_FALSE(Exists("moved.bin"));
+}
+
+TEST_P(FilesConnectorTest, BatchWritesAndChangeSinceScanIsAborted) {
+  WriteRaw("a.txt", "version one");
+  auto connector = Make(false);
+  auto scan = connector->Scan({}, {});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  const LocalItem ok = scan->items["ok.txt"];
+  const LocalItem a = scan->items["a.txt"];
+  MapChunks chunks;
+  for (const char* id : {"ok.txt", "a.txt"}) {
+    ASSERT_TRUE(connector
+                    ->ReadContent(*scan->items[id].item, "content",
+                                  [&](const v1::ChunkRef& ref, std::string_view data) {
+                                    chunks.chunks[ref.id()] = std::string(data);
+                                    return absl::OkStatus();
+                                  })
+                    .ok());
+  }
+  // The user edits a.txt between the scan and the apply.
+  WriteRaw("a.txt", "edited meanwhile");
+  v1::Item ok_as_a = *ok.item;  // a.txt would become "fine"
+  ok_as_a.set_id("a.txt");
+  v1::Item a_as_b = *a.item;
+  a_as_b.set_id("b.txt");
+  auto results = connector->ApplyBatch(
+      {{"a.txt", a.stamp, &ok_as_a}, {"b.txt", "", &a_as_b}}, &chunks);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(absl::IsAborted(results[0].status())) << results[0].status();
+  EXPECT_TRUE(results[1].ok()) << results[1].status();
+  EXPECT_EQ(ReadRaw("a.txt"), "edited meanwhile");
+  EXPECT_EQ(ReadRaw("b.txt"), "version one");
+  EXPECT_TRUE(
+      absl::IsAborted(connector->Apply("a.txt", a.stamp, nullptr, nullptr).status()));
+  EXPECT_TRUE(Exists("a.txt"));
+}
+
+// The in-memory file system only: faults and crashes.
+class FilesConnectorMemTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seal::Init();
+    ASSERT_TRUE(mem_.Mkdir("/sync").ok());
+    ASSERT_TRUE(mem_.WriteFile("/sync/f.txt", "kept").ok());
+    mem_.SyncAll();
+    FilesOptions options;
+    options.root = "/sync";
+    options.case_insensitive = false;
+    options.env = &env_;
+    connector_ =
+        std::make_unique<FilesConnector>(options, &hasher_, ChunkerSeed(hasher_));
+    auto scan = connector_->Scan({}, {});
+    ASSERT_TRUE(scan.ok()) << scan.status();
+    scan_ = *std::move(scan);
+  }
+
+  MemFileSystem mem_;
+  MemFsEnv env_{&mem_};
+  seal::CollectionKey key_{seal::SecretKey::Random(), 1};
+  seal::ContentHasher hasher_{key_};
+  std::unique_ptr<FilesConnector> connector_;
+  ScanResult scan_;
+};
+
+TEST_F(FilesConnectorMemTest, DiskFullLeavesTheTargetAsItWas) {
+  const LocalItem f = scan_.items["f.txt"];
+  MapChunks chunks;
+  const std::string data = Noise(100'000, 3);
+  v1::Item item;
+  item.set_id("f.txt");
+  engine::SetBytesField(&item, "type", "file");
+  engine::SetBytesField(&item, "mode", "420");
+  v1::Field content;
+  content.set_name("content");
+  v1::ChunkRef* ref = content.mutable_content()->add_chunks();
+  ref->set_id(hasher_.ChunkId(data));
+  ref->set_size(static_cast<uint32_t>(data.size()));
+  content.mutable_content()->set_size(data.size());
+  engine::SetField(&item, std::move(content));
+  chunks.chunks[ref->id()] = data;
+
+  mem_.InjectFault({.op = FsOp::kWrite,
+                    .path_prefix = "/sync/f.txt",
+                    .status = absl::ResourceExhaustedError("No space left on device")});
+  auto failed = connector_->Apply("f.txt", f.stamp, &item, &chunks);
+  EXPECT_TRUE(absl::IsResourceExhausted(failed.status())) << failed.status();
+  EXPECT_EQ(failed.status().message(), "write /sync/f.txt: No space left on device");
+  EXPECT_EQ(*mem_.ReadFile("/sync/f.txt"), "kept");
+  EXPECT_EQ(mem_.List("/sync")->size(), 1u);  // no temporary file left
+
+  auto written = connector_->Apply("f.txt", f.stamp, &item, &chunks);
+  ASSERT_TRUE(written.ok()) << written.status();
+  mem_.Crash();  // Apply made it durable
+  EXPECT_EQ(*mem_.ReadFile("/sync/f.txt"), data);
 }
 
 }  // namespace

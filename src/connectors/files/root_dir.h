@@ -1,15 +1,17 @@
-// RootDir: a synced folder on disk, and the only way ferry reads or changes it.
+// RootDir: a synced folder, and the only way ferry reads or changes it.
 //
-// The folder is opened once as a directory file descriptor and every operation is
-// relative to it. A path is walked one component at a time with
-// openat(O_DIRECTORY | O_NOFOLLOW), and the last component is handled by *at() calls
-// that never follow a symbolic link, so nothing is ever read or written outside the
-// folder, even when a directory in it is swapped for a symbolic link at any moment.
-// Symbolic links in the folder are items of their own: they are read and written as
-// links, never followed. Every path is checked with ValidateRelativePath first.
+// An interface with two implementations: the real disk (disk_root_dir.h, RootDir::Open)
+// and an in-memory file system for tests and the simulation (mem_file_system.h). Both
+// keep every contract below; the connectors get theirs from Env::OpenRoot.
 //
-// Every file write is atomic: a temporary file ".ferry-tmp-<random>" is written in the
-// target's directory, fsynced and renamed over the target, and the directory fsynced.
+// Nothing is ever read or written outside the folder. Symbolic links in the folder are
+// items of their own: they are read and written as links, never followed, neither as
+// the last component of a path nor on the way to it. Every path is checked with
+// ValidateRelativePath first.
+//
+// Every file write is atomic: a temporary file ".ferry-tmp-<16 hex digits>" is written
+// in the target's directory, made durable and renamed over the target, and the
+// directory made durable.
 //
 // Errors name the operation, the relative path and the cause. Refusals caused by what
 // is on disk (a symbolic link or a file where a directory must be, a directory where a
@@ -18,7 +20,8 @@
 //
 // A RootDir is thread-compatible and its methods are const: concurrent calls are safe,
 // but two calls that change the same path race as they would in any program.
-// Walking a path needs read permission on each directory in it.
+// Walking a path needs read permission on each directory in it. Calls are per file or
+// per buffer, never per byte, so the cost of a virtual call does not show.
 #ifndef FERRY_CONNECTORS_FILES_ROOT_DIR_H_
 #define FERRY_CONNECTORS_FILES_ROOT_DIR_H_
 
@@ -55,6 +58,30 @@ struct FileStat {
 // True when type, size, mtime_ns, inode and mode of `a` and `b` are equal.
 bool SameFile(const FileStat& a, const FileStat& b);
 
+// An open regular file. Reads see the file that was opened, also after it is renamed
+// or replaced; not thread-safe (one reader per thread). A reader does not outlive the
+// RootDir that opened it.
+class FileReader {
+ public:
+  virtual ~FileReader() = default;
+  // Reads from the current offset, which moves on, until `size` bytes are in `out` or
+  // the file ends; returns the bytes read (fewer than `size` only at the end).
+  virtual absl::StatusOr<size_t> Read(char* out, size_t size) = 0;
+  // The same at `offset`, leaving the current offset alone.
+  virtual absl::StatusOr<size_t> ReadAt(uint64_t offset, char* out, size_t size) = 0;
+};
+
+// The new contents of a file being written (ReplaceFile, WriteTemp).
+class FileWriter {
+ public:
+  virtual ~FileWriter() = default;
+  // Appends `data`, all of it, or returns the error (RESOURCE_EXHAUSTED: disk full).
+  virtual absl::Status Append(std::string_view data) = 0;
+};
+
+// Fills a FileWriter; its error is returned by the write as-is.
+using WriteFn = std::function<absl::Status(FileWriter& out)>;
+
 class RootDir {
  public:
   // What must hold of a path right before it is changed. With neither field set,
@@ -66,21 +93,23 @@ class RootDir {
     std::optional<FileStat> unchanged = std::nullopt;
   };
 
-  // Opens the directory `path` (a symbolic link is followed here, and only here).
-  // NOT_FOUND if it does not exist, FAILED_PRECONDITION if it is not a directory.
+  // Opens the directory `path` on disk (a symbolic link is followed here, and only
+  // here). NOT_FOUND if it does not exist, FAILED_PRECONDITION if it is not a
+  // directory. (MemFileSystem::OpenRoot is the in-memory counterpart.)
   static absl::StatusOr<std::unique_ptr<RootDir>> Open(const std::string& path);
 
-  ~RootDir();
+  RootDir() = default;
+  virtual ~RootDir() = default;
   RootDir(const RootDir&) = delete;
   RootDir& operator=(const RootDir&) = delete;
 
   // The path given to Open().
-  const std::string& path() const { return path_; }
+  virtual const std::string& path() const = 0;
 
   // lstat of `rel`. nullopt when it does not exist, including when a directory on the
   // way to it is missing or is not a directory (a symbolic link, a file): such a path
   // names nothing in the folder.
-  absl::StatusOr<std::optional<FileStat>> Stat(std::string_view rel) const;
+  virtual absl::StatusOr<std::optional<FileStat>> Stat(std::string_view rel) const = 0;
 
   // Walks the whole folder without following symbolic links, calling
   // visit(rel_path, stat) for every entry except the folder itself: parents before
@@ -96,62 +125,65 @@ class RootDir {
   // walk are left out silently. Nothing below a skipped entry is read.
   //
   // RESOURCE_EXHAUSTED once more than `entries_max` entries (visited or skipped) are
-  // read; the callbacks may have been called for some entries by then.
-  // Holds one open descriptor per directory level during the walk.
-  absl::Status Walk(
+  // read; the callbacks may have been called for some entries by then. The callbacks
+  // may call this RootDir. On disk the walk holds one open descriptor per directory
+  // level.
+  virtual absl::Status Walk(
       const std::function<void(const std::string& rel, const FileStat& stat)>& visit,
       const std::function<void(const std::string& rel, const std::string& why)>& skipped,
-      size_t entries_max) const;
+      size_t entries_max) const = 0;
 
-  // Opens the regular file `rel` for reading (O_RDONLY | O_NOFOLLOW | O_CLOEXEC); the
-  // caller closes the descriptor. FAILED_PRECONDITION when `rel` is a symbolic link or
-  // not a regular file (a FIFO is never waited on).
-  absl::StatusOr<int> OpenForRead(std::string_view rel) const;
+  // Opens the regular file `rel` for reading. FAILED_PRECONDITION when `rel` is a
+  // symbolic link or not a regular file (a FIFO is never waited on); NOT_FOUND when it
+  // does not exist.
+  virtual absl::StatusOr<std::unique_ptr<FileReader>> OpenForRead(
+      std::string_view rel) const = 0;
 
   // The target of the symbolic link `rel`, as stored. FAILED_PRECONDITION when `rel`
   // is not a symbolic link or its target is longer than kSymlinkTargetBytesMax.
-  absl::StatusOr<std::string> ReadLink(std::string_view rel) const;
+  virtual absl::StatusOr<std::string> ReadLink(std::string_view rel) const = 0;
 
   // Atomically replaces (or creates) the file `rel`. Missing parent directories are
-  // created with mode 0755 (they stay if the call then fails). `write(fd)` writes the
-  // contents to a temporary file in the target's directory, open for reading and
-  // writing (it must not close `fd`; its error is returned as-is); the file then gets the
-  // permission bits `mode & 0777` (set-id and sticky bits are never set; any bit
-  // outside 07777 is INVALID_ARGUMENT) and the modification time `mtime_ns`, is
-  // fsynced, and `expect` is checked against the target (ABORTED "changed since scan"
-  // when it does not hold; must_be_absent is enforced atomically by the rename) before
-  // the temporary file is renamed over it and the directory fsynced. The target may be
-  // absent, a file, a symbolic link (replaced, not followed) or other non-directory;
-  // FAILED_PRECONDITION when it is a directory. On any failure the temporary file is
-  // removed.
-  absl::Status ReplaceFile(std::string_view rel,
-                           const std::function<absl::Status(int fd)>& write,
-                           uint32_t mode, int64_t mtime_ns, const Expect& expect) const;
+  // created with mode 0755 (they stay if the call then fails). `write` writes the
+  // contents to a temporary file in the target's directory (its error is returned
+  // as-is); the file then gets the permission bits `mode & 0777` (set-id and sticky
+  // bits are never set; any bit outside 07777 is INVALID_ARGUMENT) and the modification
+  // time `mtime_ns`, is made durable (fsync), and `expect` is checked against the
+  // target (ABORTED "changed since scan" when it does not hold; must_be_absent is
+  // enforced atomically by the rename) before the temporary file is renamed over it
+  // and the directory made durable. The target may be absent, a file, a symbolic link
+  // (replaced, not followed) or other non-directory; FAILED_PRECONDITION when it is a
+  // directory. On any failure the temporary file is removed and the target is as it
+  // was.
+  virtual absl::Status ReplaceFile(std::string_view rel, const WriteFn& write,
+                                   uint32_t mode, int64_t mtime_ns,
+                                   const Expect& expect) const = 0;
 
   // Like ReplaceFile, for a symbolic link to `target`, which is stored as-is and never
   // followed by ferry. INVALID_ARGUMENT when `target` is empty, holds a NUL or is longer
   // than kSymlinkTargetBytesMax.
-  absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
-                              const Expect& expect) const;
+  virtual absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
+                                      const Expect& expect) const = 0;
 
   // Creates the directory `rel` and missing parents (parents with mode 0755), then
   // sets its permission bits to `mode & 0777` (also when it already existed).
   // FAILED_PRECONDITION when `rel` or a parent exists and is not a directory.
-  absl::Status MakeDir(std::string_view rel, uint32_t mode) const;
+  virtual absl::Status MakeDir(std::string_view rel, uint32_t mode) const = 0;
 
   // Removes the file, symbolic link or empty directory `rel` after checking `expect`
   // (ABORTED when it does not hold; a change in the short time between the check and
   // the unlink is not detected). OK when `rel` does not exist (whatever `expect` says).
   // FAILED_PRECONDITION for a directory that is not empty.
-  absl::Status Remove(std::string_view rel, const Expect& expect) const;
+  virtual absl::Status Remove(std::string_view rel, const Expect& expect) const = 0;
 
   // Renames `from` to `to` within the folder after checking both expectations; missing
   // parents of `to` are created (they stay if the call then fails). When
-  // to_expect.must_be_absent, the rename does not replace an existing `to` (renameat2
-  // RENAME_NOREPLACE), else it replaces it as rename(2) does. NOT_FOUND when `from` does
-  // not exist.
-  absl::Status Rename(std::string_view from, std::string_view to,
-                      const Expect& from_expect, const Expect& to_expect) const;
+  // to_expect.must_be_absent, the rename does not replace an existing `to` (atomically:
+  // renameat2 RENAME_NOREPLACE), else it replaces it as rename(2) does. NOT_FOUND when
+  // `from` does not exist.
+  virtual absl::Status Rename(std::string_view from, std::string_view to,
+                              const Expect& from_expect,
+                              const Expect& to_expect) const = 0;
 
   // True when `name` (one component) is a temporary file name of ReplaceFile or
   // ReplaceSymlink.
@@ -163,33 +195,48 @@ class RootDir {
   // `expect` again and renames the file into place. A second SyncAll makes the renames
   // durable. A batch of files costs two flushes instead of two per file, and a crash
   // at any point leaves each target either as it was or complete. A PendingFile
-  // destroyed before CommitTemp removes its temporary file.
+  // destroyed before CommitTemp removes its temporary file. A PendingFile is used with
+  // the RootDir that made it, and does not outlive it.
   class PendingFile {
    public:
-    ~PendingFile();
+    virtual ~PendingFile() = default;
     PendingFile(const PendingFile&) = delete;
     PendingFile& operator=(const PendingFile&) = delete;
     const std::string& rel() const { return rel_; }
+    const RootDir* owner() const { return owner_; }
+
+   protected:
+    PendingFile(const RootDir* owner, std::string rel)
+        : owner_(owner), rel_(std::move(rel)) {}
 
    private:
-    friend class RootDir;
-    PendingFile() = default;
-    int dir_fd_ = -1;  // the target's directory; owned unless it is the root
-    bool owns_dir_fd_ = false;
-    std::string rel_, leaf_, temp_;
+    const RootDir* owner_;
+    std::string rel_;
   };
-  absl::StatusOr<std::unique_ptr<PendingFile>> WriteTemp(
-      std::string_view rel, const std::function<absl::Status(int fd)>& write,
-      uint32_t mode, int64_t mtime_ns, const Expect& expect) const;
-  absl::Status CommitTemp(PendingFile& pending, const Expect& expect) const;
-  absl::Status SyncAll() const;
-
- private:
-  RootDir(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-
-  const std::string path_;
-  const int fd_;  // owned; O_RDONLY | O_DIRECTORY
+  virtual absl::StatusOr<std::unique_ptr<PendingFile>> WriteTemp(
+      std::string_view rel, const WriteFn& write, uint32_t mode, int64_t mtime_ns,
+      const Expect& expect) const = 0;
+  // REQUIRES: pending.owner() == this.
+  virtual absl::Status CommitTemp(PendingFile& pending, const Expect& expect) const = 0;
+  virtual absl::Status SyncAll() const = 0;
 };
+
+// Checks shared by the implementations, so that both refuse alike.
+// INVALID_ARGUMENT when both fields of `expect` are set.
+absl::Status ValidateExpect(const RootDir::Expect& expect);
+// INVALID_ARGUMENT for mode bits beyond 07777.
+absl::Status ValidateMode(uint32_t mode);
+// INVALID_ARGUMENT for a symbolic link target that is empty, holds a NUL or is too long.
+absl::Status ValidateSymlinkTarget(std::string_view rel, std::string_view target);
+// ABORTED "<rel> changed since scan" when `expect` does not hold of `current`.
+absl::Status CheckExpect(const RootDir::Expect& expect,
+                         const std::optional<FileStat>& current, std::string_view rel);
+// INVALID_ARGUMENT when `to` lies inside `from`.
+absl::Status CheckNotIntoItself(std::string_view from, std::string_view to);
+// The prefix of temporary names (IsTempName).
+inline constexpr std::string_view kTempNamePrefix = ".ferry-tmp-";
+// kTempNamePrefix followed by the 16 hex digits of `bits`.
+std::string TempName(uint64_t bits);
 
 }  // namespace ferry::files
 

@@ -1,10 +1,7 @@
 #include "src/connectors/pim/records_connector.h"
 
-#include <unistd.h>
-
-#include <chrono>
+#include <cassert>
 #include <cstdio>
-#include <cstring>
 
 #include "src/connectors/files/root_dir.h"
 #include "src/connectors/pim/content_line.h"
@@ -98,29 +95,20 @@ uint64_t Fnv1a(std::string_view text) {
   return hash;
 }
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 absl::StatusOr<std::string> ReadWhole(const RootDir& root, const std::string& name,
                                       size_t max_bytes) {
-  FERRY_ASSIGN_OR_RETURN(int fd, root.OpenForRead(name));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<files::FileReader> reader,
+                         root.OpenForRead(name));
   std::string text;
   char buffer[16384];
-  ssize_t n;
-  while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) {
-    text.append(buffer, static_cast<size_t>(n));
+  for (size_t n = sizeof(buffer); n == sizeof(buffer);) {
+    FERRY_ASSIGN_OR_RETURN(n, reader->Read(buffer, sizeof(buffer)));
+    text.append(buffer, n);
     if (text.size() > max_bytes) {
-      ::close(fd);
       return absl::ResourceExhaustedError(
           StrCat("larger than ", max_bytes >> 20, " MiB"));
     }
   }
-  int err = errno;
-  ::close(fd);
-  if (n < 0) return absl::InternalError(StrCat("read: ", std::strerror(err)));
   return text;
 }
 
@@ -162,7 +150,8 @@ absl::StatusOr<FieldMap> FieldsOf(const v1::Item& item) {
 }  // namespace
 
 RecordsConnector::RecordsConnector(RecordsOptions options)
-    : options_(std::move(options)) {}
+    : options_(std::move(options)),
+      env_(options_.env != nullptr ? options_.env : Env::Default()) {}
 
 RecordsConnector::~RecordsConnector() = default;
 
@@ -176,7 +165,8 @@ std::string_view RecordsConnector::Extension() const {
 
 absl::StatusOr<RootDir*> RecordsConnector::Root() {
   if (root_ == nullptr) {
-    FERRY_ASSIGN_OR_RETURN(root_, RootDir::Open(options_.root));
+    FERRY_ASSIGN_OR_RETURN(root_, env_->OpenRoot(options_.root));
+    assert(root_ != nullptr);
   }
   return root_.get();
 }
@@ -215,7 +205,8 @@ absl::StatusOr<ScanResult> RecordsConnector::Scan(
     if (decoded.has_value()) synced_by_file[decoded->file] = {id, stamp};
   }
   std::vector<std::pair<std::string, FileStat>> files, stale_temps;
-  const int64_t stale_before_ns = NowNs() - options_.stale_temp_age_ms * 1000000;
+  const int64_t stale_before_ns =
+      (env_->NowMs() - options_.stale_temp_age_ms) * int64_t{1000000};
   std::string_view ext = Extension();
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
@@ -404,21 +395,8 @@ std::vector<absl::StatusOr<std::string>> RecordsConnector::ApplyBatch(
       continue;
     }
     absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> temp = root_->WriteTemp(
-        file,
-        [&](int fd) -> absl::Status {
-          size_t done = 0;
-          while (done < text->size()) {
-            ssize_t n = ::write(fd, text->data() + done, text->size() - done);
-            if (n < 0) {
-              if (errno == EINTR) continue;
-              return absl::InternalError(
-                  StrCat("write ", file, ": ", std::strerror(errno)));
-            }
-            done += static_cast<size_t>(n);
-          }
-          return absl::OkStatus();
-        },
-        0644, NowNs(), expect);
+        file, [&](files::FileWriter& out) { return out.Append(*text); }, 0644,
+        env_->NowMs() * int64_t{1000000}, expect);
     if (!temp.ok()) {
       results[i] = temp.status();
       continue;

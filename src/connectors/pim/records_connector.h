@@ -12,6 +12,7 @@
 #include <string>
 
 #include "include/ferry/connector.h"
+#include "include/ferry/engine.h"
 #include "src/connectors/pim/record.h"
 
 namespace ferry::files {
@@ -26,6 +27,9 @@ struct RecordsOptions {
   size_t files_max = 1'000'000;  // a scan refuses folders with more entries
   // Temporary files of ferry's own, untouched this long, are removed by the scan.
   int64_t stale_temp_age_ms = 3600 * 1000;
+  // Opens the folder (Env::OpenRoot) and gives the time (stale temporary files, the
+  // mtime of files written). nullptr: Env::Default(), the real disk and clock.
+  Env* env = nullptr;
 };
 
 class RecordsConnector final : public Connector {
@@ -72,6 +76,7 @@ class RecordsConnector final : public Connector {
   absl::StatusOr<std::string> Render(const v1::Item& item, const std::string& file) const;
 
   RecordsOptions options_;
+  Env* const env_;  // never nullptr
   std::unique_ptr<files::RootDir> root_;
   // As of the last scan: the file holding each id, each id's edit time, and files that
   // did not parse (never overwritten or deleted).

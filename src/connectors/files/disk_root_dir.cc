@@ -1,0 +1,703 @@
+#include "src/connectors/files/disk_root_dir.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "src/connectors/files/path_rules.h"
+#include "src/core/file_util.h"
+#include "src/core/status_macros.h"
+#include "src/core/strings.h"
+
+namespace ferry::files {
+namespace {
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+constexpr int kTempNameAttempts = 8;
+constexpr int64_t kNanosPerSecond = 1'000'000'000;
+
+// An owned file descriptor, closed when destroyed.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.Release()) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) Reset(other.Release());
+    return *this;
+  }
+  ~Fd() { Reset(-1); }
+
+  int get() const { return fd_; }
+  int Release() { return std::exchange(fd_, -1); }
+  void Reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  // close(2) with its error, for files whose last write errors must not be lost.
+  absl::Status Close(std::string_view rel) {
+    assert(fd_ >= 0);
+    if (::close(Release()) != 0) return ErrnoStatus(errno, "close", rel);
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A temporary entry in a directory, unlinked when destroyed unless Keep() was called.
+class TempEntry {
+ public:
+  TempEntry(int dirfd, std::string name) : dirfd_(dirfd), name_(std::move(name)) {}
+  TempEntry(TempEntry&& other) noexcept
+      : dirfd_(other.dirfd_), name_(std::exchange(other.name_, {})) {}
+  TempEntry& operator=(TempEntry&&) = delete;
+  ~TempEntry() {
+    if (!name_.empty()) ::unlinkat(dirfd_, name_.c_str(), 0);
+  }
+
+  const std::string& name() const { return name_; }
+  void Keep() { name_.clear(); }
+
+ private:
+  int dirfd_;
+  std::string name_;
+};
+
+// The directory holding the last component of a relative path, opened.
+struct Parent {
+  Fd owned;  // not valid when the directory is the root itself
+  int fd = -1;
+  std::string_view dir;  // relative path of the directory; empty for the root
+  std::string leaf;      // the last component
+};
+
+// Nanoseconds since the epoch, saturated beyond the int64 range (about 1677-2262).
+int64_t ToNanos(const struct timespec& ts) {
+  int64_t out;
+  if (__builtin_mul_overflow(static_cast<int64_t>(ts.tv_sec), kNanosPerSecond, &out) ||
+      __builtin_add_overflow(out, static_cast<int64_t>(ts.tv_nsec), &out)) {
+    return ts.tv_sec < 0 ? std::numeric_limits<int64_t>::min()
+                         : std::numeric_limits<int64_t>::max();
+  }
+  return out;
+}
+
+FileStat ToFileStat(const struct stat& st) {
+  FileStat out;
+  switch (st.st_mode & S_IFMT) {
+    case S_IFREG:
+      out.type = FileStat::kFile;
+      break;
+    case S_IFDIR:
+      out.type = FileStat::kDir;
+      break;
+    case S_IFLNK:
+      out.type = FileStat::kSymlink;
+      break;
+    default:
+      out.type = FileStat::kOther;
+  }
+  out.size = static_cast<uint64_t>(st.st_size);
+  out.mtime_ns = ToNanos(st.st_mtim);
+  out.inode = static_cast<uint64_t>(st.st_ino);
+  out.mode = static_cast<uint32_t>(st.st_mode & 07777);
+  out.ctime_ns = ToNanos(st.st_ctim);
+  return out;
+}
+
+struct timespec ToTimespec(int64_t ns) {
+  int64_t seconds = ns / kNanosPerSecond;
+  int64_t rest = ns % kNanosPerSecond;
+  if (rest < 0) {
+    rest += kNanosPerSecond;
+    --seconds;
+  }
+  struct timespec out = {};
+  out.tv_sec = static_cast<time_t>(seconds);
+  out.tv_nsec = static_cast<long>(rest);
+  return out;
+}
+
+// An error of `op` on `rel`; what the folder's contents refuse is FAILED_PRECONDITION.
+absl::Status FsError(int error, std::string_view op, std::string_view rel) {
+  std::string_view why;
+  switch (error) {
+    case ELOOP:
+      why = "a symbolic link is in the way (not followed)";
+      break;
+    case ENOTDIR:
+      why = "not a directory";
+      break;
+    case EISDIR:
+      why = "is a directory";
+      break;
+    case ENOTEMPTY:
+      why = "directory not empty";
+      break;
+    default:
+      return ErrnoStatus(error, op, rel);
+  }
+  return absl::FailedPreconditionError(StrCat(op, " ", rel, ": ", why));
+}
+
+// The error for directory `name` in `dirfd` that openat refused with `error`.
+absl::Status OpenDirError(int error, int dirfd, const std::string& name,
+                          std::string_view shown, std::string_view rel) {
+  if (error != ELOOP && error != ENOTDIR) return FsError(error, "open directory", shown);
+  // Linux says ENOTDIR for a symbolic link opened with O_DIRECTORY | O_NOFOLLOW.
+  struct stat st;
+  const bool link = ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISLNK(st.st_mode);
+  return absl::FailedPreconditionError(
+      StrCat(rel, ": ", shown,
+             link ? " is a symbolic link; not followed" : " is not a directory"));
+}
+
+// Opens directory `name` in `dirfd` without following a symbolic link; creates it
+// (0755) first when missing and `create`. `shown` is its relative path, on the way to
+// `rel`; both name it in errors.
+absl::StatusOr<Fd> OpenChildDir(int dirfd, const std::string& name, bool create,
+                                std::string_view shown, std::string_view rel) {
+  Fd fd(::openat(dirfd, name.c_str(), kDirFlags));
+  if (fd.get() < 0 && errno == ENOENT && create) {
+    if (::mkdirat(dirfd, name.c_str(), 0755) != 0 && errno != EEXIST) {
+      return FsError(errno, "create directory", shown);
+    }
+    if (::fsync(dirfd) != 0) return ErrnoStatus(errno, "fsync directory of", shown);
+    fd.Reset(::openat(dirfd, name.c_str(), kDirFlags));
+  }
+  if (fd.get() < 0) return OpenDirError(errno, dirfd, name, shown, rel);
+  return fd;
+}
+
+// Opens the directory that holds the last component of the valid path `rel`, walking
+// from `root_fd` one component at a time; missing directories are created if
+// `create`. NOT_FOUND when one is missing, FAILED_PRECONDITION when one is not a
+// directory (or is a symbolic link).
+absl::StatusOr<Parent> OpenParent(int root_fd, std::string_view rel, bool create) {
+  Parent parent;
+  parent.fd = root_fd;
+  size_t start = 0;
+  for (size_t slash = rel.find('/'); slash != std::string_view::npos;
+       slash = rel.find('/', start)) {
+    std::string name(rel.substr(start, slash - start));
+    FERRY_ASSIGN_OR_RETURN(
+        Fd next, OpenChildDir(parent.fd, name, create, rel.substr(0, slash), rel));
+    parent.owned = std::move(next);
+    parent.fd = parent.owned.get();
+    start = slash + 1;
+  }
+  parent.dir = rel.substr(0, start == 0 ? 0 : start - 1);
+  parent.leaf = std::string(rel.substr(start));
+  assert(!parent.leaf.empty());
+  return parent;
+}
+
+// A missing parent, or one that is not a directory: the path names nothing.
+bool IsAbsentParent(const absl::Status& status) {
+  return absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+}
+
+absl::StatusOr<std::optional<FileStat>> StatAt(int dirfd, const std::string& name,
+                                               std::string_view rel) {
+  struct stat st;
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return std::nullopt;
+    return ErrnoStatus(errno, "stat", rel);
+  }
+  return ToFileStat(st);
+}
+
+absl::Status SyncDirFd(int fd, std::string_view dir) {
+  if (::fsync(fd) != 0) {
+    return ErrnoStatus(errno, "fsync directory", dir.empty() ? "." : dir);
+  }
+  return absl::OkStatus();
+}
+
+// Checks that the target of a replacement is not a directory and that `expect` holds.
+absl::Status CheckTarget(const Parent& parent, std::string_view rel,
+                         const RootDir::Expect& expect) {
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> current,
+                         StatAt(parent.fd, parent.leaf, rel));
+  if (current.has_value() && current->type == FileStat::kDir) {
+    return absl::FailedPreconditionError(StrCat("replace ", rel, ": is a directory"));
+  }
+  return CheckExpect(expect, current, rel);
+}
+
+std::string RandomTempName() {
+  static std::atomic<uint64_t> counter{0};
+  uint64_t bits = 0;
+  if (::getrandom(&bits, sizeof(bits), 0) != static_cast<ssize_t>(sizeof(bits))) {
+    bits = static_cast<uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch().count());
+    bits ^= static_cast<uint64_t>(::getpid()) << 32;
+  }
+  bits ^= counter.fetch_add(1) * 0x9E3779B97F4A7C15u;
+  return TempName(bits);
+}
+
+// Creates a temporary entry in `dirfd` with `create(name)` (0, or -1 and errno), trying
+// fresh names while one already exists.
+absl::StatusOr<TempEntry> CreateTemp(int dirfd, std::string_view rel,
+                                     const std::function<int(const char*)>& create) {
+  for (int attempt = 0; attempt < kTempNameAttempts; ++attempt) {
+    std::string name = RandomTempName();
+    if (create(name.c_str()) == 0) return TempEntry(dirfd, std::move(name));
+    if (errno != EEXIST) return FsError(errno, "create temporary file for", rel);
+  }
+  return absl::InternalError(StrCat("no free temporary file name for ", rel));
+}
+
+// Renames `from` in `from_dir` to `to` in `to_dir`; when `no_replace`, an existing `to`
+// is left alone and the result is ABORTED.
+absl::Status RenameAt(int from_dir, const std::string& from, int to_dir,
+                      const std::string& to, bool no_replace, std::string_view rel) {
+  if (no_replace) {
+    if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), RENAME_NOREPLACE) == 0) {
+      return absl::OkStatus();
+    }
+    if (errno == EEXIST) {
+      return absl::AbortedError(StrCat(rel, " changed since scan: it exists"));
+    }
+    if (errno != EINVAL) return FsError(errno, "rename to", rel);
+    // The file system lacks RENAME_NOREPLACE: the caller checked just before.
+  }
+  if (::renameat(from_dir, from.c_str(), to_dir, to.c_str()) != 0) {
+    return FsError(errno, "rename to", rel);
+  }
+  return absl::OkStatus();
+}
+
+// Renames `temp` over the target of `parent` once `expect` holds, and syncs.
+absl::Status Commit(const Parent& parent, TempEntry& temp, std::string_view rel,
+                    const RootDir::Expect& expect) {
+  FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
+  FERRY_RETURN_IF_ERROR(RenameAt(parent.fd, temp.name(), parent.fd, parent.leaf,
+                                 expect.must_be_absent, rel));
+  temp.Keep();
+  return SyncDirFd(parent.fd, parent.dir);
+}
+
+// Appends to an open temporary file.
+class DiskWriter final : public FileWriter {
+ public:
+  DiskWriter(int fd, std::string_view rel) : fd_(fd), rel_(rel) {}
+  absl::Status Append(std::string_view data) override {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, "write", rel_);
+      assert(static_cast<size_t>(n) <= data.size());
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const int fd_;
+  const std::string_view rel_;
+};
+
+// Reads an open regular file; owns the descriptor.
+class DiskReader final : public FileReader {
+ public:
+  DiskReader(Fd fd, std::string_view rel) : fd_(std::move(fd)), rel_(rel) {}
+  absl::StatusOr<size_t> Read(char* out, size_t size) override {
+    return ReadLoop(out, size, [&](size_t done) {
+      return ::read(fd_.get(), out + done, size - done);
+    });
+  }
+  absl::StatusOr<size_t> ReadAt(uint64_t offset, char* out, size_t size) override {
+    return ReadLoop(out, size, [&](size_t done) {
+      return ::pread(fd_.get(), out + done, size - done,
+                     static_cast<off_t>(offset + done));
+    });
+  }
+
+ private:
+  template <typename ReadOnce>
+  absl::StatusOr<size_t> ReadLoop(char* out, size_t size, const ReadOnce& read_once) {
+    assert(out != nullptr || size == 0);
+    size_t done = 0;
+    while (done < size) {
+      ssize_t n = read_once(done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, "read", rel_);
+      if (n == 0) break;
+      done += static_cast<size_t>(n);
+    }
+    return done;
+  }
+
+  Fd fd_;
+  const std::string rel_;
+};
+
+// Writes, stamps and (when `sync`) syncs the new contents of `rel` in the open
+// temporary file.
+absl::Status FillTemp(Fd fd, const WriteFn& write, uint32_t mode, int64_t mtime_ns,
+                      std::string_view rel, bool sync = true) {
+  DiskWriter writer(fd.get(), rel);
+  FERRY_RETURN_IF_ERROR(write(writer));
+  if (::fchmod(fd.get(), mode & 0777) != 0) return ErrnoStatus(errno, "chmod", rel);
+  const struct timespec times[2] = {{0, UTIME_OMIT}, ToTimespec(mtime_ns)};
+  if (::futimens(fd.get(), times) != 0) {
+    return ErrnoStatus(errno, "set modification time of", rel);
+  }
+  if (sync && ::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", rel);
+  return fd.Close(rel);
+}
+
+// Calls `visit` and `skipped` for every entry below one directory.
+class Walker {
+ public:
+  using Visit = std::function<void(const std::string&, const FileStat&)>;
+  using Skipped = std::function<void(const std::string&, const std::string&)>;
+
+  Walker(const Visit& visit, const Skipped& skipped, size_t entries_max)
+      : visit_(visit), skipped_(skipped), entries_max_(entries_max) {}
+
+  absl::Status WalkDir(int dirfd, const std::string& dir_rel, size_t depth);
+
+ private:
+  absl::StatusOr<std::vector<std::string>> ReadNames(int dirfd,
+                                                     const std::string& dir_rel);
+  absl::Status WalkEntry(int dirfd, const std::string& name, const std::string& rel,
+                         size_t depth);
+  void Skip(const std::string& rel, std::string_view why) {
+    if (skipped_) skipped_(rel, std::string(why));
+  }
+
+  const Visit& visit_;
+  const Skipped& skipped_;
+  const size_t entries_max_;
+  size_t entries_ = 0;
+};
+
+absl::StatusOr<std::vector<std::string>> Walker::ReadNames(int dirfd,
+                                                           const std::string& dir_rel) {
+  const std::string_view shown = dir_rel.empty() ? std::string_view(".") : dir_rel;
+  // A new open file description, so that the offset is this walk's own.
+  Fd fd(::openat(dirfd, ".", kDirFlags));
+  if (fd.get() < 0) return FsError(errno, "open directory", shown);
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd.get()), &::closedir);
+  if (dir == nullptr) return ErrnoStatus(errno, "read directory", shown);
+  fd.Release();  // owned by `dir` now
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const struct dirent* entry = ::readdir(dir.get());
+    if (entry == nullptr) break;
+    std::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (++entries_ > entries_max_) {
+      return absl::ResourceExhaustedError(
+          StrCat("walk: more than ", entries_max_, " entries"));
+    }
+    names.emplace_back(name);
+  }
+  if (errno != 0) return ErrnoStatus(errno, "read directory", shown);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::Status Walker::WalkDir(int dirfd, const std::string& dir_rel, size_t depth) {
+  assert(depth <= kPathDepthMax);
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(dirfd, dir_rel));
+  for (const std::string& name : names) {
+    std::string rel = dir_rel.empty() ? name : StrCat(dir_rel, "/", name);
+    FERRY_RETURN_IF_ERROR(WalkEntry(dirfd, name, rel, depth + 1));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Walker::WalkEntry(int dirfd, const std::string& name, const std::string& rel,
+                               size_t depth) {
+  if (absl::Status valid = ValidateRelativePath(rel); !valid.ok()) {
+    Skip(rel, std::string(valid.message().data(), valid.message().size()));
+    return absl::OkStatus();
+  }
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, StatAt(dirfd, name, rel));
+  if (!stat.has_value()) return absl::OkStatus();  // vanished
+  visit_(rel, *stat);
+  if (stat->type != FileStat::kDir) return absl::OkStatus();
+  Fd child(::openat(dirfd, name.c_str(), kDirFlags));
+  struct stat st = {};
+  if (child.get() < 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    if (errno != ELOOP && errno != ENOTDIR) return FsError(errno, "open directory", rel);
+  } else if (::fstat(child.get(), &st) != 0) {
+    return ErrnoStatus(errno, "stat", rel);
+  }
+  if (child.get() < 0 || static_cast<uint64_t>(st.st_ino) != stat->inode) {
+    Skip(rel, "replaced during the walk; not entered");
+    return absl::OkStatus();
+  }
+  return WalkDir(child.get(), rel, depth);
+}
+
+// A temporary file written by WriteTemp, not yet committed.
+class DiskPendingFile final : public RootDir::PendingFile {
+ public:
+  DiskPendingFile(const RootDir* owner, std::string rel)
+      : PendingFile(owner, std::move(rel)) {}
+  ~DiskPendingFile() override {
+    if (!temp.empty()) ::unlinkat(dir_fd, temp.c_str(), 0);
+    if (owns_dir_fd) ::close(dir_fd);
+  }
+
+  int dir_fd = -1;  // the target's directory; owned unless it is the root
+  bool owns_dir_fd = false;
+  std::string leaf, temp;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DiskRootDir>> DiskRootDir::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOTDIR) {
+      return absl::FailedPreconditionError(StrCat(path, " is not a directory"));
+    }
+    return ErrnoStatus(errno, "open folder", path);
+  }
+  return std::unique_ptr<DiskRootDir>(new DiskRootDir(path, fd));
+}
+
+DiskRootDir::~DiskRootDir() { ::close(fd_); }
+
+absl::StatusOr<std::optional<FileStat>> DiskRootDir::Stat(std::string_view rel) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  absl::StatusOr<Parent> parent = OpenParent(fd_, rel, /*create=*/false);
+  if (!parent.ok()) {
+    if (IsAbsentParent(parent.status())) return std::nullopt;
+    return parent.status();
+  }
+  return StatAt(parent->fd, parent->leaf, rel);
+}
+
+absl::Status DiskRootDir::Walk(
+    const std::function<void(const std::string& rel, const FileStat& stat)>& visit,
+    const std::function<void(const std::string& rel, const std::string& why)>& skipped,
+    size_t entries_max) const {
+  assert(visit);
+  Walker walker(visit, skipped, entries_max);
+  return walker.WalkDir(fd_, "", 0);
+}
+
+absl::StatusOr<int> DiskRootDir::OpenFd(std::string_view rel) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/false));
+  // O_NONBLOCK so that a FIFO is refused below rather than waited on.
+  Fd fd(::openat(parent.fd, parent.leaf.c_str(),
+                 O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (fd.get() < 0) return FsError(errno, "open", rel);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, "stat", rel);
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(StrCat("open ", rel, ": not a regular file"));
+  }
+  int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, "fcntl", rel);
+  }
+  return fd.Release();
+}
+
+absl::StatusOr<std::unique_ptr<FileReader>> DiskRootDir::OpenForRead(
+    std::string_view rel) const {
+  FERRY_ASSIGN_OR_RETURN(int fd, OpenFd(rel));
+  return std::make_unique<DiskReader>(Fd(fd), rel);
+}
+
+absl::StatusOr<std::string> DiskRootDir::ReadLink(std::string_view rel) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/false));
+  std::string target(kSymlinkTargetBytesMax + 1, '\0');
+  ssize_t n = ::readlinkat(parent.fd, parent.leaf.c_str(), target.data(), target.size());
+  if (n < 0) {
+    if (errno == EINVAL) {
+      return absl::FailedPreconditionError(
+          StrCat("read link ", rel, ": not a symbolic link"));
+    }
+    return FsError(errno, "read link", rel);
+  }
+  if (static_cast<size_t>(n) > kSymlinkTargetBytesMax) {
+    return absl::FailedPreconditionError(StrCat(
+        "read link ", rel, ": target longer than ", kSymlinkTargetBytesMax, " bytes"));
+  }
+  target.resize(static_cast<size_t>(n));
+  return target;
+}
+
+// The first half of ReplaceFile and WriteTemp: checks, then the new contents in a
+// temporary file beside the target (fsynced when `sync`).
+static absl::Status WriteTempEntry(int root_fd, std::string_view rel,
+                                   const WriteFn& write, uint32_t mode, int64_t mtime_ns,
+                                   const RootDir::Expect& expect, bool sync,
+                                   Parent* parent, std::optional<TempEntry>* temp) {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  FERRY_RETURN_IF_ERROR(ValidateMode(mode));
+  FERRY_ASSIGN_OR_RETURN(*parent, OpenParent(root_fd, rel, /*create=*/true));
+  FERRY_RETURN_IF_ERROR(CheckTarget(*parent, rel, expect));  // before writing anything
+  Fd fd;
+  const int dir = parent->fd;
+  FERRY_ASSIGN_OR_RETURN(
+      TempEntry entry, CreateTemp(dir, rel, [&](const char* name) {
+        fd.Reset(::openat(dir, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                          0600));
+        return fd.get() < 0 ? -1 : 0;
+      }));
+  temp->emplace(std::move(entry));
+  return FillTemp(std::move(fd), write, mode, mtime_ns, rel, sync);
+}
+
+absl::Status DiskRootDir::ReplaceFile(std::string_view rel, const WriteFn& write,
+                                      uint32_t mode, int64_t mtime_ns,
+                                      const Expect& expect) const {
+  Parent parent;
+  std::optional<TempEntry> temp;
+  FERRY_RETURN_IF_ERROR(WriteTempEntry(fd_, rel, write, mode, mtime_ns, expect,
+                                       /*sync=*/true, &parent, &temp));
+  return Commit(parent, *temp, rel, expect);
+}
+
+absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> DiskRootDir::WriteTemp(
+    std::string_view rel, const WriteFn& write, uint32_t mode, int64_t mtime_ns,
+    const Expect& expect) const {
+  Parent parent;
+  std::optional<TempEntry> temp;
+  FERRY_RETURN_IF_ERROR(WriteTempEntry(fd_, rel, write, mode, mtime_ns, expect,
+                                       /*sync=*/false, &parent, &temp));
+  auto pending = std::make_unique<DiskPendingFile>(this, std::string(rel));
+  pending->leaf = parent.leaf;
+  pending->temp = temp->name();
+  temp->Keep();
+  pending->owns_dir_fd = parent.owned.get() >= 0;
+  pending->dir_fd = pending->owns_dir_fd ? parent.owned.Release() : parent.fd;
+  return std::unique_ptr<PendingFile>(std::move(pending));
+}
+
+absl::Status DiskRootDir::CommitTemp(PendingFile& base, const Expect& expect) const {
+  assert(base.owner() == this);
+  auto& pending = static_cast<DiskPendingFile&>(base);
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  assert(!pending.temp.empty());  // not committed twice
+  Parent parent;
+  parent.fd = pending.dir_fd;
+  parent.leaf = pending.leaf;
+  FERRY_RETURN_IF_ERROR(CheckTarget(parent, pending.rel(), expect));
+  FERRY_RETURN_IF_ERROR(RenameAt(pending.dir_fd, pending.temp, pending.dir_fd,
+                                 pending.leaf, expect.must_be_absent, pending.rel()));
+  pending.temp.clear();
+  return absl::OkStatus();
+}
+
+absl::Status DiskRootDir::SyncAll() const {
+  if (::syncfs(fd_) != 0) return ErrnoStatus(errno, "syncfs", path_);
+  return absl::OkStatus();
+}
+
+absl::Status DiskRootDir::ReplaceSymlink(std::string_view rel, std::string_view target,
+                                         const Expect& expect) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  FERRY_RETURN_IF_ERROR(ValidateSymlinkTarget(rel, target));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
+  FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
+  const std::string target_str(target);
+  FERRY_ASSIGN_OR_RETURN(TempEntry temp,
+                         CreateTemp(parent.fd, rel, [&](const char* name) {
+                           return ::symlinkat(target_str.c_str(), parent.fd, name);
+                         }));
+  return Commit(parent, temp, rel, expect);
+}
+
+absl::Status DiskRootDir::MakeDir(std::string_view rel, uint32_t mode) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_RETURN_IF_ERROR(ValidateMode(mode));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
+  if (::mkdirat(parent.fd, parent.leaf.c_str(), 0700) != 0 && errno != EEXIST) {
+    return FsError(errno, "create directory", rel);
+  }
+  Fd dir(::openat(parent.fd, parent.leaf.c_str(), kDirFlags));
+  if (dir.get() < 0) {
+    if (errno == ELOOP || errno == ENOTDIR) {
+      return absl::FailedPreconditionError(
+          StrCat("create directory ", rel, ": exists and is not a directory"));
+    }
+    return FsError(errno, "open directory", rel);
+  }
+  if (::fchmod(dir.get(), mode & 0777) != 0) return ErrnoStatus(errno, "chmod", rel);
+  return SyncDirFd(parent.fd, parent.dir);
+}
+
+absl::Status DiskRootDir::Remove(std::string_view rel, const Expect& expect) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
+  absl::StatusOr<Parent> parent = OpenParent(fd_, rel, /*create=*/false);
+  if (!parent.ok()) {
+    return IsAbsentParent(parent.status()) ? absl::OkStatus() : parent.status();
+  }
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> current,
+                         StatAt(parent->fd, parent->leaf, rel));
+  if (!current.has_value()) return absl::OkStatus();
+  FERRY_RETURN_IF_ERROR(CheckExpect(expect, current, rel));
+  const bool is_dir = current->type == FileStat::kDir;
+  if (::unlinkat(parent->fd, parent->leaf.c_str(), is_dir ? AT_REMOVEDIR : 0) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    if (errno == ENOTEMPTY || errno == EEXIST) {
+      return absl::FailedPreconditionError(
+          StrCat("remove ", rel, ": directory not empty"));
+    }
+    return FsError(errno, "remove", rel);
+  }
+  return SyncDirFd(parent->fd, parent->dir);
+}
+
+absl::Status DiskRootDir::Rename(std::string_view from, std::string_view to,
+                                 const Expect& from_expect,
+                                 const Expect& to_expect) const {
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(from));
+  FERRY_RETURN_IF_ERROR(ValidateRelativePath(to));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(from_expect));
+  FERRY_RETURN_IF_ERROR(ValidateExpect(to_expect));
+  FERRY_RETURN_IF_ERROR(CheckNotIntoItself(from, to));
+  absl::StatusOr<Parent> source = OpenParent(fd_, from, /*create=*/false);
+  if (!source.ok()) {
+    if (!IsAbsentParent(source.status())) return source.status();
+    return absl::NotFoundError(StrCat("rename ", from, ": does not exist"));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> from_stat,
+                         StatAt(source->fd, source->leaf, from));
+  if (!from_stat.has_value()) {
+    return absl::NotFoundError(StrCat("rename ", from, ": does not exist"));
+  }
+  FERRY_RETURN_IF_ERROR(CheckExpect(from_expect, from_stat, from));
+  FERRY_ASSIGN_OR_RETURN(Parent dest, OpenParent(fd_, to, /*create=*/true));
+  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> to_stat, StatAt(dest.fd, dest.leaf, to));
+  FERRY_RETURN_IF_ERROR(CheckExpect(to_expect, to_stat, to));
+  FERRY_RETURN_IF_ERROR(RenameAt(source->fd, source->leaf, dest.fd, dest.leaf,
+                                 to_expect.must_be_absent, to));
+  FERRY_RETURN_IF_ERROR(SyncDirFd(dest.fd, dest.dir));
+  if (source->dir == dest.dir) return absl::OkStatus();
+  return SyncDirFd(source->fd, source->dir);
+}
+
+}  // namespace ferry::files
