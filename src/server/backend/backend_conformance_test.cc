@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/pg/pg_testing.h"
 #include "src/server/backend/backend.h"
 
 namespace ferry::server {
@@ -17,11 +18,42 @@ namespace {
 
 struct BackendFactory {
   const char* name;
+  // Opens the backend that belongs to `dir` (the same one again on a reopen).
   std::function<absl::StatusOr<std::unique_ptr<Backend>>(const std::string& dir)> open;
+  // Removes what open() made beyond `dir`.
+  std::function<void(const std::string& dir)> remove;
 };
 
+void PrintTo(const BackendFactory& factory, std::ostream* os) { *os << factory.name; }
+
+// One database per test in the "pg" fixture's cluster, named after the test's folder.
+std::string DatabaseOf(const std::string& dir) {
+  std::string name = "ferry_conformance_";
+  for (unsigned char c : std::filesystem::path(dir).filename().string()) {
+    name += "0123456789abcdef"[c >> 4];
+    name += "0123456789abcdef"[c & 15];
+  }
+  return name;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> OpenPostgresForTest(const std::string& dir) {
+  absl::StatusOr<std::string> cluster = pg::TestClusterUrl();
+  if (!cluster.ok()) return cluster.status();
+  absl::StatusOr<std::string> url = pg::CreateDatabase(*cluster, DatabaseOf(dir));
+  if (!url.ok()) return url.status();
+  return OpenPostgresBackend(*url);
+}
+
 const BackendFactory kBackends[] = {
-    {"sqlite", [](const std::string& dir) { return OpenSqliteBackend(dir); }},
+    {"sqlite", [](const std::string& dir) { return OpenSqliteBackend(dir); },
+     [](const std::string&) {}},
+    {"postgresql", OpenPostgresForTest,
+     [](const std::string& dir) {
+       absl::StatusOr<std::string> cluster = pg::TestClusterUrl();
+       if (cluster.ok()) {
+         EXPECT_TRUE(pg::DropDatabase(*cluster, DatabaseOf(dir)).ok());
+       }
+     }},
 };
 
 class BackendTest : public ::testing::TestWithParam<BackendFactory> {
@@ -40,6 +72,7 @@ class BackendTest : public ::testing::TestWithParam<BackendFactory> {
   }
   void TearDown() override {
     backend_.reset();
+    GetParam().remove(dir_);
     std::filesystem::remove_all(dir_);
   }
   void Reopen() {
