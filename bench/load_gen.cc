@@ -10,6 +10,7 @@
 // Usage: load_gen --server HOST:PORT --fingerprint SHA256:... [--devices 200]
 //                 [--rate 2000] [--seconds 10] [--pull-every 5] [--label NAME]
 // bench/load.sh starts the database and ferryd and runs this for both backends.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,8 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "src/client/device.h"
 #include "src/seal/seal.h"
@@ -68,8 +67,8 @@ std::string Sealed(Simulated& sim, const std::string& value) {
   v1::Field* field = item->add_fields();
   field->set_name("note");
   field->set_bytes(value);
-  auto sealed = seal::SealTransaction(sim.collection.key, sim.collection.collection_id,
-                                      tx, {});
+  auto sealed =
+      seal::SealTransaction(sim.collection.key, sim.collection.collection_id, tx, {});
   return sealed.ok() ? *sealed : "";
 }
 
@@ -87,8 +86,8 @@ void RunDevice(const Options& options, Simulated& sim, Clock::time_point start,
   for (uint64_t k = 0; due < end; ++k, due += interval) {
     if (paced) std::this_thread::sleep_until(due);
     Clock::time_point sent = Clock::now();
-    auto result = sim.device->client().Append(sim.collection.collection_id,
-                                              Sealed(sim, value), 0);
+    auto result =
+        sim.device->client().Append(sim.collection.collection_id, Sealed(sim, value), 0);
     Clock::time_point done = Clock::now();
     if (result.ok()) {
       sim.head = result->seq();
@@ -104,7 +103,8 @@ void RunDevice(const Options& options, Simulated& sim, Clock::time_point start,
     } else {
       totals->errors[absl::StatusCodeToString(result.status().code())]++;
     }
-    if (options.pull_every > 0 && (k + 1) % static_cast<uint64_t>(options.pull_every) == 0) {
+    if (options.pull_every > 0 &&
+        (k + 1) % static_cast<uint64_t>(options.pull_every) == 0) {
       auto page = sim.device->client().Pull(sim.collection.collection_id, sim.pulled, 0);
       if (page.ok()) {
         totals->pulls++;
@@ -133,17 +133,20 @@ int Run(const Options& options) {
     setup.emplace_back([&] {
       for (int i = next++; i < options.devices; i = next++) {
         std::string name = "load-" + run + "-" + std::to_string(i);
-        client::LoginOptions login{home + "/" + name, options.server, name,
-                                   "passphrase " + name, "device", options.fingerprint,
-                                   /*fast_kdf=*/true};
+        client::LoginOptions login{
+            home + "/" + name,    options.server, name,
+            "passphrase " + name, "device",       options.fingerprint,
+            /*fast_kdf=*/true};
         auto device = client::Device::CreateAccount(login);
         if (!device.ok()) {
-          if (failed++ == 0) std::fprintf(stderr, "setup: %s\n", device.status().ToString().c_str());
+          if (failed++ == 0)
+            std::fprintf(stderr, "setup: %s\n", device.status().ToString().c_str());
           continue;
         }
         auto collection = (*device)->CreateCollection("notes", "pim");
         if (!collection.ok()) {
-          if (failed++ == 0) std::fprintf(stderr, "setup: %s\n", collection.status().ToString().c_str());
+          if (failed++ == 0)
+            std::fprintf(stderr, "setup: %s\n", collection.status().ToString().c_str());
           continue;
         }
         sims[static_cast<size_t>(i)].device = *std::move(device);
@@ -166,9 +169,9 @@ int Run(const Options& options) {
   const double interval_s = options.rate > 0 ? options.devices / options.rate : 0;
   for (size_t i = 0; i < sims.size(); ++i) {
     // Devices start spread over one interval, not all at once.
-    auto offset = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(interval_s * static_cast<double>(i) /
-                                      static_cast<double>(sims.size())));
+    auto offset =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+            interval_s * static_cast<double>(i) / static_cast<double>(sims.size())));
     workers.emplace_back(
         [&, i, offset] { RunDevice(options, sims[i], start, offset, &totals[i]); });
   }
@@ -187,8 +190,9 @@ int Run(const Options& options) {
   std::sort(all.latencies_us.begin(), all.latencies_us.end());
   auto percentile_ms = [&](double p) {
     if (all.latencies_us.empty()) return 0.0;
-    size_t at = std::min(all.latencies_us.size() - 1,
-                         static_cast<size_t>(p * static_cast<double>(all.latencies_us.size())));
+    size_t at =
+        std::min(all.latencies_us.size() - 1,
+                 static_cast<size_t>(p * static_cast<double>(all.latencies_us.size())));
     return static_cast<double>(all.latencies_us[at]) / 1000.0;
   };
   uint64_t errors = 0;
@@ -203,7 +207,8 @@ int Run(const Options& options) {
       static_cast<double>(all.appends) / elapsed_s, percentile_ms(0.50),
       percentile_ms(0.99), percentile_ms(1.0), static_cast<unsigned long long>(all.pulls),
       static_cast<double>(all.pulls) / elapsed_s,
-      static_cast<unsigned long long>(all.conflicts), static_cast<unsigned long long>(errors));
+      static_cast<unsigned long long>(all.conflicts),
+      static_cast<unsigned long long>(errors));
   for (const auto& [code, n] : all.errors) {
     std::printf("  error %s: %llu\n", code.c_str(), static_cast<unsigned long long>(n));
   }
@@ -223,13 +228,15 @@ int main(int argc, char** argv) {
   app.add_option("--devices", options.devices, "simulated devices")
       ->capture_default_str()
       ->check(CLI::Range(1, 5000));
-  app.add_option("--rate", options.rate, "appends per second in all; 0: as fast as possible")
+  app.add_option("--rate", options.rate,
+                 "appends per second in all; 0: as fast as possible")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e6));
   app.add_option("--seconds", options.seconds, "how long to append")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
-  app.add_option("--pull-every", options.pull_every, "a pull after every N appends (0: none)")
+  app.add_option("--pull-every", options.pull_every,
+                 "a pull after every N appends (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000000));
   app.add_option("--value-bytes", options.value_bytes, "bytes of the one field changed")

@@ -213,17 +213,29 @@ absl::Status Connection::Failure(const PGresult* result, std::string_view what) 
   return status;
 }
 
+std::pair<std::string, bool> Connection::StatementName(const std::string& sql) {
+  auto it = prepared_.find(sql);
+  if (it != prepared_.end()) return {it->second, false};
+  std::string name = StrCat("ferry_", prepared_.size());
+  prepared_.emplace(sql, name);
+  return {name, true};
+}
+
 absl::StatusOr<Result> Connection::Exec(const std::string& sql, const Params& params) {
   assert(params.types_.size() == params.values_.size());
-  auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    std::string name = StrCat("ferry_", prepared_.size());
+  if (begin_pending_) {
+    FERRY_ASSIGN_OR_RETURN(std::vector<Result> results, Pipeline({{sql, &params}}));
+    assert(results.size() == 1);
+    return std::move(results[0]);
+  }
+  auto [name, fresh] = StatementName(sql);
+  if (fresh) {
     Result prepared(PQprepare(conn_, name.c_str(), sql.c_str(),
                               static_cast<int>(params.size()), params.types_.data()));
     if (PQresultStatus(prepared.raw()) != PGRES_COMMAND_OK) {
+      prepared_.erase(sql);
       return Failure(prepared.raw(), "prepare");
     }
-    it = prepared_.emplace(sql, std::move(name)).first;
   }
   std::vector<const char*> values;
   std::vector<int> lengths;
@@ -232,7 +244,7 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql, const Params& pa
     values.push_back(v.data());
     lengths.push_back(static_cast<int>(v.size()));
   }
-  Result result(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()),
+  Result result(PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
                                values.data(), lengths.data(), formats.data(),
                                /*resultFormat=*/1));
   ExecStatusType status = PQresultStatus(result.raw());
@@ -242,7 +254,124 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql, const Params& pa
   return result;
 }
 
+// Sends every statement (each preceded by its PREPARE when new on this connection),
+// one Sync, then reads one result per command and finally the Sync's. A connection
+// that does not come back to a clean state is marked lost.
+absl::StatusOr<std::vector<Result>> Connection::Pipeline(
+    const std::vector<Statement>& statements, bool then_commit) {
+  static const Params kNoParams;
+  std::vector<Statement> all;
+  if (begin_pending_) all.push_back({"BEGIN", nullptr});
+  all.insert(all.end(), statements.begin(), statements.end());
+  if (then_commit) all.push_back({"COMMIT", nullptr});
+  const size_t first_user = begin_pending_ ? 1 : 0;
+
+  if (PQenterPipelineMode(conn_) != 1) return Failure(nullptr, "pipeline");
+  std::vector<bool> is_prepare;  // per command sent, in order
+  std::vector<size_t> statement_of;
+  bool sent = true;
+  for (size_t i = 0; i < all.size() && sent; ++i) {
+    const Params& params = all[i].params == nullptr ? kNoParams : *all[i].params;
+    if (all[i].params == nullptr) {
+      sent = PQsendQueryParams(conn_, all[i].sql.c_str(), 0, nullptr, nullptr, nullptr,
+                               nullptr, 1) == 1;
+    } else {
+      auto [name, fresh] = StatementName(all[i].sql);
+      if (fresh) {
+        sent = PQsendPrepare(conn_, name.c_str(), all[i].sql.c_str(),
+                             static_cast<int>(params.size()), params.types_.data()) == 1;
+        is_prepare.push_back(true);
+        statement_of.push_back(i);
+      }
+      std::vector<const char*> values;
+      std::vector<int> lengths;
+      std::vector<int> formats(params.size(), 1);
+      for (std::string_view v : params.values_) {
+        values.push_back(v.data());
+        lengths.push_back(static_cast<int>(v.size()));
+      }
+      sent = sent &&
+             PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
+                                 values.data(), lengths.data(), formats.data(), 1) == 1;
+    }
+    is_prepare.push_back(false);
+    statement_of.push_back(i);
+  }
+  sent = sent && PQpipelineSync(conn_) == 1;
+  if (!sent) {
+    lost_ = true;  // the pipeline is half sent: the connection's state is unknown
+    prepared_.clear();
+    return Failure(nullptr, "send");
+  }
+  if (begin_pending_) begin_pending_ = false;
+  if (then_commit) commit_sent_ = true;
+
+  std::vector<Result> results;
+  absl::Status error;
+  for (size_t c = 0; c < is_prepare.size(); ++c) {
+    Result r(PQgetResult(conn_));
+    if (r.raw() == nullptr) {
+      lost_ = true;
+      return Failure(nullptr, "pipeline result");
+    }
+    ExecStatusType status = PQresultStatus(r.raw());
+    if (status == PGRES_FATAL_ERROR && error.ok()) {
+      error = Failure(r.raw(), is_prepare[c] ? "prepare" : "query");
+      if (is_prepare[c]) prepared_.erase(all[statement_of[c]].sql);
+    } else if (status == PGRES_PIPELINE_ABORTED && is_prepare[c]) {
+      prepared_.erase(all[statement_of[c]].sql);  // never prepared
+    }
+    if (!is_prepare[c] && statement_of[c] >= first_user &&
+        statement_of[c] < first_user + statements.size()) {
+      results.push_back(std::move(r));
+    }
+    // Each command's results end with a null.
+    Result end(PQgetResult(conn_));
+    if (end.raw() != nullptr) {
+      lost_ = true;
+      return Failure(nullptr, "pipeline results out of step");
+    }
+  }
+  Result sync(PQgetResult(conn_));
+  if (sync.raw() == nullptr || PQresultStatus(sync.raw()) != PGRES_PIPELINE_SYNC ||
+      PQexitPipelineMode(conn_) != 1) {
+    lost_ = true;
+    return error.ok() ? Failure(sync.raw(), "pipeline sync") : error;
+  }
+  if (!error.ok()) return error;
+  assert(results.size() == statements.size());
+  return results;
+}
+
+void Connection::Begin() {
+  assert(!begin_pending_);
+  begin_pending_ = true;
+  commit_sent_ = false;
+}
+
+absl::Status Connection::Commit() {
+  if (begin_pending_) {  // no statement ran: there is no transaction to commit
+    begin_pending_ = false;
+    return absl::OkStatus();
+  }
+  if (commit_sent_) return absl::OkStatus();
+  commit_sent_ = true;
+  return Script("COMMIT");
+}
+
+absl::Status Connection::Rollback() {
+  if (begin_pending_) {  // nothing was sent
+    begin_pending_ = false;
+    return absl::OkStatus();
+  }
+  return Script("ROLLBACK");
+}
+
 absl::Status Connection::Script(const std::string& sql) {
+  if (begin_pending_) {
+    begin_pending_ = false;
+    return Script(StrCat("BEGIN; ", sql));
+  }
   Result result(PQexec(conn_, sql.c_str()));
   ExecStatusType status = PQresultStatus(result.raw());
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
@@ -323,16 +452,15 @@ absl::Status Pool::Transaction(const std::function<absl::Status(Connection&)>& b
   absl::Status status;
   for (int attempt = 0; attempt < 2; ++attempt) {
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Checkout(attempt > 0));
-    bool committing = false;
-    status = conn->Script("BEGIN");
-    if (status.ok()) status = body(*conn);
+    conn->Begin();
+    status = body(*conn);
     if (status.ok()) {
-      committing = true;
-      status = conn->Script("COMMIT");
+      status = conn->Commit();
     } else if (!conn->lost()) {
       // A connection whose transaction state is unknown must not be reused.
-      if (!conn->Script("ROLLBACK").ok()) conn->MarkLost();
+      if (!conn->Rollback().ok()) conn->MarkLost();
     }
+    bool committing = conn->commit_sent();
     bool lost = conn->lost();
     Return(std::move(conn));
     if (!lost) return status;

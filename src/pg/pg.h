@@ -28,9 +28,15 @@ typedef struct pg_result PGresult;
 namespace ferry::pg {
 
 // Statement parameters, all sent in binary. String views must outlive the call that
-// uses the parameters; numbers and arrays are copied.
+// uses the parameters; numbers and arrays are copied into the Params. Not copyable,
+// since the values point into it: build a named one with `Params p; p.Bytes(x);` or
+// pass a temporary `Params().Bytes(x)` straight to the call.
 class Params {
  public:
+  Params() = default;
+  Params(const Params&) = delete;
+  Params& operator=(const Params&) = delete;
+
   Params& Bytes(std::string_view value);                            // bytea (any bytes)
   Params& Int(int64_t value);                                       // int8
   Params& Bool(bool value);                                         // boolean
@@ -71,6 +77,12 @@ class Result {
   PGresult* result_ = nullptr;
 };
 
+// One statement of a pipeline; `params` (may be null: none) outlive the call.
+struct Statement {
+  std::string sql;
+  const Params* params = nullptr;
+};
+
 // One database connection. Not safe for concurrent use: the pool hands it to one
 // thread at a time.
 class Connection {
@@ -82,6 +94,20 @@ class Connection {
 
   // Runs one statement with parameters (prepared on first use on this connection).
   absl::StatusOr<Result> Exec(const std::string& sql, const Params& params = Params());
+  // Runs `statements` in one round trip (libpq's pipeline mode) and returns their
+  // results in order. The first failing statement's error is returned; the ones after
+  // it do not run. With `then_commit`, COMMIT follows in the same round trip.
+  absl::StatusOr<std::vector<Result>> Pipeline(const std::vector<Statement>& statements,
+                                               bool then_commit = false);
+
+  // Transactions as the pool runs them. Begin() sends nothing: BEGIN travels with the
+  // next statement. Commit() sends COMMIT unless a pipeline carried it already, and
+  // nothing when no statement ran.
+  void Begin();
+  absl::Status Commit();
+  absl::Status Rollback();
+  // True once COMMIT was sent in this transaction (its outcome may be unknown).
+  bool commit_sent() const { return commit_sent_; }
   // Runs SQL without parameters and without results (BEGIN, COMMIT, DDL scripts with
   // several statements).
   absl::Status Script(const std::string& sql);
@@ -95,9 +121,13 @@ class Connection {
  private:
   explicit Connection(PGconn* conn) : conn_(conn) {}
   absl::Status Failure(const PGresult* result, std::string_view what);
+  // The statement name of `sql`, and whether it must be prepared first.
+  std::pair<std::string, bool> StatementName(const std::string& sql);
 
   PGconn* conn_;
   bool lost_ = false;
+  bool begin_pending_ = false;  // Begin() was called and BEGIN is not sent yet
+  bool commit_sent_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
 };
 

@@ -269,6 +269,44 @@ TEST_P(BackendTest, ConcurrentAppendsKeepTheLogLinear) {
   for (size_t i = 0; i < all->entries.size(); ++i) EXPECT_EQ(all->entries[i].seq, i + 1);
 }
 
+// Refused appends and retries racing with good appends (a backend that commits several
+// appends together must keep each one's outcome its own).
+TEST_P(BackendTest, ConcurrentRefusalsAndRetriesChangeNothing) {
+  constexpr int kThreads = 4;
+  constexpr int kAppendsPerThread = 10;
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kAppendsPerThread; ++i) {
+        std::string tx = "t" + std::to_string(t) + "-" + std::to_string(i);
+        for (int attempt = 0; attempt < kThreads * kAppendsPerThread * 4; ++attempt) {
+          auto head = backend_->Head("c1");
+          if (!head.ok()) return;
+          AppendRecord missing = MakeAppend(tx + "-missing", *head);
+          missing.chunk_ids = {std::string(32, static_cast<char>('A' + t))};
+          EXPECT_FALSE(backend_->Append(missing).ok());
+          auto r = backend_->Append(MakeAppend(tx, *head));
+          if (!r.ok()) continue;
+          auto again = backend_->Append(MakeAppend(tx, *head));
+          EXPECT_TRUE(again.ok() && again->duplicate && again->seq == r->seq);
+          done++;
+          break;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(done.load(), kThreads * kAppendsPerThread);
+  auto all = backend_->Pull("c1", 0, 1000, 1 << 20);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->entries.size(), static_cast<size_t>(kThreads * kAppendsPerThread));
+  for (size_t i = 0; i < all->entries.size(); ++i) {
+    EXPECT_EQ(all->entries[i].seq, i + 1);
+    EXPECT_EQ(all->entries[i].envelope.find("missing"), std::string::npos);
+  }
+}
+
 TEST_P(BackendTest, SurvivesReopen) {
   ASSERT_TRUE(backend_->Append(MakeAppend("t1", 0)).ok());
   ASSERT_TRUE(backend_->PutChunks("c1", {{std::string(32, 'z'), "bytes"}}).ok());

@@ -138,6 +138,10 @@ bool ParseHeadPayload(std::string_view payload, std::string* collection_id,
   return true;
 }
 
+// $1 collection, $2 bytea[] of chunk ids: the ids stored.
+constexpr char kHasChunksSql[] =
+    "SELECT chunk_id FROM chunks WHERE collection_id = $1 AND chunk_id = ANY($2)";
+
 constexpr char kDeviceColumns[] =
     "device_id, account_id, name, token_hash, created_ms, last_seen_ms, revoked";
 constexpr char kCollectionColumns[] =
@@ -499,23 +503,30 @@ class PostgresBackend final : public Backend {
     });
   }
 
-  // Five round trips: BEGIN, lock the collection row (head and lease), look for the
-  // tx_id, [check chunks], write log + head + notification, COMMIT. The NOTIFY is part
-  // of the transaction, so listeners hear of an append exactly when it commits.
+  // Two round trips, each a pipeline: [BEGIN, lock the collection row (head and lease),
+  // look for the tx_id, (look for the chunks)], then the checks here, then [write log +
+  // head + notification, COMMIT]. The NOTIFY is part of the transaction, so listeners
+  // hear of an append exactly when it commits.
   absl::StatusOr<AppendResult> Append(const AppendRecord& a) override {
     AppendResult result;
     absl::Status done = pool_.Transaction([&](Connection& conn) -> absl::Status {
-      FERRY_ASSIGN_OR_RETURN(
-          Result row,
-          conn.Exec("SELECT head_seq, lease_device_id, lease_fencing_token,"
-                    " lease_expires_ms FROM collections WHERE collection_id = $1"
-                    " FOR UPDATE",
-                    Params().Bytes(a.collection_id)));
+      // Round trip 1: lock the row (head and lease), then, seeing everything committed
+      // before the lock was granted, look for the tx_id and the chunks.
+      std::vector<std::string_view> ids(a.chunk_ids.begin(), a.chunk_ids.end());
+      Params collection, tx, chunks;
+      collection.Bytes(a.collection_id);
+      tx.Bytes(a.collection_id).Bytes(a.tx_id);
+      chunks.Bytes(a.collection_id).BytesArray(ids);
+      std::vector<pg::Statement> reads = {
+          {"SELECT head_seq, lease_device_id, lease_fencing_token, lease_expires_ms"
+           " FROM collections WHERE collection_id = $1 FOR UPDATE",
+           &collection},
+          {"SELECT seq FROM log WHERE collection_id = $1 AND tx_id = $2", &tx}};
+      if (!ids.empty()) reads.push_back({std::string(kHasChunksSql), &chunks});
+      FERRY_ASSIGN_OR_RETURN(std::vector<Result> read, conn.Pipeline(reads));
+      const Result& row = read[0];
+      const Result& dup = read[1];
       if (row.rows() == 0) return absl::NotFoundError("no such collection");
-      FERRY_ASSIGN_OR_RETURN(
-          Result dup,
-          conn.Exec("SELECT seq FROM log WHERE collection_id = $1 AND tx_id = $2",
-                    Params().Bytes(a.collection_id).Bytes(a.tx_id)));
       if (dup.rows() > 0) {
         result = AppendResult{static_cast<uint64_t>(dup.Int(0, 0)), true};
         return absl::OkStatus();
@@ -527,10 +538,8 @@ class PostgresBackend final : public Backend {
         return absl::AbortedError(StrCat("base_seq ", a.base_seq, " is not the head ",
                                          head, ": pull and retry"));
       }
-      if (!a.chunk_ids.empty()) {
-        std::vector<std::string_view> ids(a.chunk_ids.begin(), a.chunk_ids.end());
-        FERRY_ASSIGN_OR_RETURN(std::vector<bool> present,
-                               HasChunksIn(conn, a.collection_id, ids));
+      if (!ids.empty()) {
+        std::vector<bool> present = Present(read[2], ids);
         for (size_t i = 0; i < ids.size(); ++i) {
           if (!present[i]) {
             return absl::FailedPreconditionError(StrCat(
@@ -538,24 +547,28 @@ class PostgresBackend final : public Backend {
           }
         }
       }
+      // Round trip 2: the entry, the head, the notification and COMMIT.
       uint64_t seq = head + 1;
+      Params write;
+      write.Bytes(a.collection_id)
+          .Int(static_cast<int64_t>(seq))
+          .Bytes(a.tx_id)
+          .Bytes(a.device_id)
+          .Bytes(a.envelope)
+          .Int(static_cast<int64_t>(head));
       FERRY_ASSIGN_OR_RETURN(
-          Result written,
-          conn.Exec("WITH appended AS (INSERT INTO log(collection_id, seq, tx_id,"
-                    " device_id, envelope) VALUES($1, $2, $3, $4, $5)),"
-                    " moved AS (UPDATE collections SET head_seq = $2"
-                    " WHERE collection_id = $1 AND head_seq = $6 RETURNING 1)"
-                    " SELECT (SELECT count(*) FROM moved)::int8,"
-                    " pg_notify('ferry_heads', encode($1, 'hex') || ' ' || $2::text)",
-                    Params()
-                        .Bytes(a.collection_id)
-                        .Int(static_cast<int64_t>(seq))
-                        .Bytes(a.tx_id)
-                        .Bytes(a.device_id)
-                        .Bytes(a.envelope)
-                        .Int(static_cast<int64_t>(head))));
+          std::vector<Result> written,
+          conn.Pipeline(
+              {{"WITH appended AS (INSERT INTO log(collection_id, seq, tx_id,"
+                " device_id, envelope) VALUES($1, $2, $3, $4, $5)),"
+                " moved AS (UPDATE collections SET head_seq = $2"
+                " WHERE collection_id = $1 AND head_seq = $6 RETURNING 1)"
+                " SELECT (SELECT count(*) FROM moved)::int8,"
+                " pg_notify('ferry_heads', encode($1, 'hex') || ' ' || $2::text)",
+                &write}},
+              /*then_commit=*/true));
       // The row lock makes this certain; a failure here would be a bug in the locking.
-      if (written.rows() != 1 || written.Int(0, 0) != 1) {
+      if (written[0].rows() != 1 || written[0].Int(0, 0) != 1) {
         return absl::InternalError("the collection head moved under its row lock");
       }
       result = AppendResult{seq, false};
@@ -738,9 +751,14 @@ class PostgresBackend final : public Backend {
       Connection& conn, std::string_view collection_id,
       const std::vector<std::string_view>& ids) {
     FERRY_ASSIGN_OR_RETURN(
-        Result r, conn.Exec("SELECT chunk_id FROM chunks WHERE collection_id = $1"
-                            " AND chunk_id = ANY($2)",
-                            Params().Bytes(collection_id).BytesArray(ids)));
+        Result r,
+        conn.Exec(kHasChunksSql, Params().Bytes(collection_id).BytesArray(ids)));
+    return Present(r, ids);
+  }
+
+  // Which of `ids` are among the rows of a kHasChunksSql result.
+  static std::vector<bool> Present(const Result& r,
+                                   const std::vector<std::string_view>& ids) {
     std::set<std::string_view> found;
     for (int i = 0; i < r.rows(); ++i) found.insert(r.Bytes(i, 0));
     std::vector<bool> present;
