@@ -216,7 +216,7 @@ absl::Status Connection::Failure(const PGresult* result, std::string_view what) 
 std::pair<std::string, bool> Connection::StatementName(const std::string& sql) {
   auto it = prepared_.find(sql);
   if (it != prepared_.end()) return {it->second, false};
-  std::string name = StrCat("ferry_", prepared_.size());
+  std::string name = StrCat("ferry_", next_statement_++);
   prepared_.emplace(sql, name);
   return {name, true};
 }

@@ -129,6 +129,7 @@ class Connection {
   bool begin_pending_ = false;  // Begin() was called and BEGIN is not sent yet
   bool commit_sent_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
+  uint64_t next_statement_ = 0;  // names are never reused on a connection
 };
 
 // Maps a libpq failure to a status; `conn` may be lost. Exposed for the listener.
