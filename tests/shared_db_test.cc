@@ -311,6 +311,33 @@ TEST_F(SharedDatabaseTest, DatabaseRestartGivesErrorsThenRecovers) {
     ASSERT_TRUE(found.ok()) << found.status();
     collection.push_back(*found);
   }
+  // A watch on server 2, which serves no device of the load: it hears of appends only
+  // through the database, so after the restart only if its listener came back.
+  net::ConnectOptions watch_options{servers_[2]->address(),
+                                    devices[0]->client().server_cert_pem(), "",
+                                    devices[0]->state().token, 15000};
+  auto watcher = net::Client::Connect(watch_options);
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  auto watch = (*watcher)->Watch({collection[0].collection_id});
+  std::atomic<bool> watched{false};
+  std::thread watchdog([&] {  // bounds every Next() below
+    for (int i = 0; i < 1200 && !watched; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!watched) watch->Cancel();
+  });
+  struct JoinWatchdog {
+    std::thread* t;
+    std::atomic<bool>* done;
+    std::unique_ptr<net::WatchStream>* watch;
+    ~JoinWatchdog() {
+      *done = true;
+      (*watch)->Cancel();
+      t->join();
+    }
+  } join_watchdog{&watchdog, &watched, &watch};
+  v1::HeadChanged change;
+  ASSERT_TRUE(watch->Next(&change));
+  EXPECT_EQ(change.head_seq(), 0u);
 
   // Each device appends until it has kAppendsAfterRestart successes after the
   // restart; bounded in attempts and time.
@@ -371,6 +398,17 @@ TEST_F(SharedDatabaseTest, DatabaseRestartGivesErrorsThenRecovers) {
   auto head = devices[0]->client().Head(collection[0].collection_id);
   ASSERT_TRUE(head.ok()) << head.status();
   EXPECT_GE(*head, acknowledged.size());
+  // One more append after the restart; server 2's watch reaches it (each Next() is
+  // bounded by the watchdog; heads only grow, so the loop ends).
+  std::string last_id;
+  auto last = AppendOne(*devices[0], collection[0], "last", &last_id);
+  ASSERT_TRUE(last.ok()) << last.status();
+  uint64_t seen = change.head_seq();
+  for (uint64_t i = 0; i <= *last && seen < *last; ++i) {
+    if (!watch->Next(&change)) break;
+    seen = change.head_seq();
+  }
+  EXPECT_EQ(seen, *last) << "the watch on server 2 did not hear of the last append";
 }
 
 }  // namespace
