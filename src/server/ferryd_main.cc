@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -138,6 +139,11 @@ int main(int argc, char** argv) {
   std::printf("backend %s\n", options.backend == "sqlite" ? "sqlite" : "postgresql");
   std::fflush(stdout);
   spdlog::info("serving on {} with data in {}", (*server)->address(), options.data_dir);
+  if (options.backend != "sqlite" &&
+      std::filesystem::exists(std::filesystem::path(options.data_dir) / "ferry.db")) {
+    spdlog::warn("{}/ferry.db (an embedded SQLite store) is not used with --backend {}",
+                 options.data_dir, "postgresql");
+  }
 
   std::thread waiter([&] {
     int signal = 0;

@@ -133,6 +133,49 @@ TEST_F(PostgresBackendTest, RecoversFromTerminatedConnections) {
   EXPECT_EQ(second->seq, 2u);
 }
 
+TEST_F(PostgresBackendTest, ExhaustedPoolIsUnavailableAfterABoundedWait) {
+  pg::Pool pool(pg::PoolOptions{url_, 1, std::chrono::milliseconds(200)});
+  std::mutex mu;
+  std::condition_variable cv;
+  bool holding = false, release = false;
+  std::thread holder([&] {
+    EXPECT_TRUE(pool.Transaction([&](pg::Connection& conn) {
+                      std::unique_lock lock(mu);
+                      holding = true;
+                      cv.notify_all();
+                      // Bounded: the main thread releases it, or 30 s pass.
+                      cv.wait_for(lock, std::chrono::seconds(30),
+                                  [&] { return release; });
+                      return conn.Exec("SELECT 1::int8").status();
+                    })
+                    .ok());
+  });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return holding; }));
+  }
+  absl::Status busy = pool.Run(
+      [](pg::Connection& conn) { return conn.Exec("SELECT 1::int8").status(); }, true);
+  EXPECT_TRUE(absl::IsUnavailable(busy)) << busy;
+  EXPECT_NE(busy.message().find("busy"), absl::string_view::npos) << busy;
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  holder.join();
+  // The connection came back and serves again.
+  EXPECT_TRUE(pool.Run(
+                      [](pg::Connection& conn) {
+                        auto r = conn.Exec("SELECT 7::int8");
+                        if (!r.ok()) return r.status();
+                        EXPECT_EQ(r->Int(0, 0), 7);
+                        return absl::OkStatus();
+                      },
+                      true)
+                  .ok());
+}
+
 TEST_F(PostgresBackendTest, UnreachableDatabaseIsUnavailable) {
   auto cluster = pg::TestClusterUrl();
   ASSERT_TRUE(cluster.ok());
