@@ -176,6 +176,41 @@ TEST_F(PostgresBackendTest, ExhaustedPoolIsUnavailableAfterABoundedWait) {
                   .ok());
 }
 
+TEST_F(PostgresBackendTest, PipelineStopsAtTheFirstErrorAndTheConnectionLives) {
+  auto conn = pg::Connection::Open(url_);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  pg::Params one, zero;
+  one.Int(1);
+  zero.Int(0);
+  for (int round = 0; round < 2; ++round) {  // the second round uses prepared statements
+    (*conn)->Begin();
+    auto failed = (*conn)->Pipeline({{"SELECT $1::int8 + 1", &one},
+                                     {"SELECT 1 / $1::int8", &zero},
+                                     {"SELECT $1::int8 + 2", &one}},
+                                    /*then_commit=*/true);
+    EXPECT_TRUE(absl::IsInternal(failed.status())) << failed.status();
+    EXPECT_NE(failed.status().message().find("division by zero"),
+              absl::string_view::npos);
+    EXPECT_FALSE((*conn)->lost());
+    EXPECT_TRUE((*conn)->Rollback().ok());
+    (*conn)->Begin();
+    auto fine =
+        (*conn)->Pipeline({{"SELECT $1::int8 + 1", &one}, {"SELECT $1::int8 + 2", &one}});
+    ASSERT_TRUE(fine.ok()) << fine.status();
+    ASSERT_EQ(fine->size(), 2u);
+    EXPECT_EQ((*fine)[0].Int(0, 0), 2);
+    EXPECT_EQ((*fine)[1].Int(0, 0), 3);
+    EXPECT_TRUE((*conn)->Commit().ok());
+  }
+  // A unique violation is ALREADY_EXISTS.
+  ASSERT_TRUE((*conn)->Script("CREATE TABLE t(k INT8 PRIMARY KEY)").ok());
+  auto first = (*conn)->Exec("INSERT INTO t VALUES($1)", one);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->affected(), 1);
+  EXPECT_TRUE(
+      absl::IsAlreadyExists((*conn)->Exec("INSERT INTO t VALUES($1)", one).status()));
+}
+
 TEST_F(PostgresBackendTest, UnreachableDatabaseIsUnavailable) {
   auto cluster = pg::TestClusterUrl();
   ASSERT_TRUE(cluster.ok());
