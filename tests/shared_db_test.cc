@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -12,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "src/client/device.h"
+#include "src/pg/pg.h"
 #include "src/pg/pg_testing.h"
 #include "src/seal/seal.h"
 #include "tests/process.h"
@@ -409,6 +411,33 @@ TEST_F(SharedDatabaseTest, DatabaseRestartGivesErrorsThenRecovers) {
     seen = change.head_seq();
   }
   EXPECT_EQ(seen, *last) << "the watch on server 2 did not hear of the last append";
+}
+
+TEST_F(SharedDatabaseTest, ConfigFileChoosesTheBackend) {
+  std::ofstream(dir_ / "ferryd.toml") << "backend = \"" << url_ << "\"\n"
+                                      << "db_connections = 3\n";
+  servers_.push_back(std::make_unique<FerrydProcess>(
+      dir_ / "server", std::vector<std::string>{"--config", dir_ / "ferryd.toml"}));
+  ASSERT_TRUE(servers_[0]->ok()) << servers_[0]->error();
+  ASSERT_NE(AliceOn(0, "laptop"), nullptr);
+  // The account is in PostgreSQL, and no SQLite store was made.
+  auto conn = pg::Connection::Open(url_);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  auto accounts = (*conn)->Exec("SELECT count(*)::int8 FROM accounts");
+  ASSERT_TRUE(accounts.ok()) << accounts.status();
+  EXPECT_EQ(accounts->Int(0, 0), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "server/ferry.db"));
+
+  std::ofstream(dir_ / "bad-backend.toml") << "backend = \"mysql://x\"\n";
+  auto bad = testing::RunCommand({testing::FerrydPath(), "--data", dir_ / "other",
+                                  "--config", dir_ / "bad-backend.toml"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("unknown backend"), std::string::npos) << bad.err;
+  std::ofstream(dir_ / "bad-pool.toml") << "db_connections = 0\n";
+  bad = testing::RunCommand({testing::FerrydPath(), "--data", dir_ / "other", "--config",
+                             dir_ / "bad-pool.toml"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("db_connections"), std::string::npos) << bad.err;
 }
 
 }  // namespace
