@@ -13,6 +13,8 @@ constexpr std::string_view kBearer = "Bearer ";
 constexpr size_t kTokenBytesMax = 256;
 // last_seen_ms is written at most this often per device, not on every call.
 constexpr int64_t kTouchIntervalMs = 60 * 1000;
+// Collection owners remembered by CheckAccess; the cache starts over when full.
+constexpr size_t kOwnersCachedMax = 1 << 16;
 
 }  // namespace
 
@@ -53,6 +55,24 @@ absl::StatusOr<CollectionRecord> Authenticator::Authorize(
     return absl::PermissionDeniedError("collection not found or not this account's");
   }
   return collection;
+}
+
+absl::Status Authenticator::CheckAccess(const DeviceRecord& device,
+                                        std::string_view collection_id) {
+  std::string id(collection_id);
+  {
+    std::lock_guard lock(mu_);
+    auto it = owners_.find(id);
+    if (it != owners_.end()) {
+      if (it->second == device.account_id) return absl::OkStatus();
+      return absl::PermissionDeniedError("collection not found or not this account's");
+    }
+  }
+  FERRY_ASSIGN_OR_RETURN(CollectionRecord collection, Authorize(device, collection_id));
+  std::lock_guard lock(mu_);
+  if (owners_.size() >= kOwnersCachedMax) owners_.clear();
+  owners_.emplace(std::move(id), collection.account_id);
+  return absl::OkStatus();
 }
 
 }  // namespace ferry::server

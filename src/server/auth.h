@@ -3,7 +3,10 @@
 #ifndef FERRY_SERVER_AUTH_H_
 #define FERRY_SERVER_AUTH_H_
 
+#include <mutex>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "absl/status/statusor.h"
 #include "src/core/clock.h"
@@ -27,10 +30,17 @@ class Authenticator {
   // another account or does not exist (the two are not told apart).
   absl::StatusOr<CollectionRecord> Authorize(const DeviceRecord& device,
                                              std::string_view collection_id);
+  // Authorize without the record, answered from memory after the first time: a
+  // collection's account never changes and collections are never deleted, so the owner
+  // once read stays right (if collections ever move or go, this cache must follow).
+  // Saves one database round trip on every Store call.
+  absl::Status CheckAccess(const DeviceRecord& device, std::string_view collection_id);
 
  private:
   Backend* const backend_;
   Clock* const clock_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::string> owners_;  // collection -> account; mu_
 };
 
 }  // namespace ferry::server

@@ -6,9 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "src/core/file_util.h"
@@ -16,8 +18,8 @@
 
 namespace {
 
-// Reads `data`, `listen` and `log_level` from a TOML file; flags given on the command
-// line win over the file.
+// Reads `data`, `listen`, `log_level`, `backend` and `db_connections` from a TOML file;
+// flags given on the command line win over the file.
 bool ApplyConfig(const std::string& path, const CLI::App& app,
                  ferry::server::ServerOptions* options, std::string* log_level) {
   toml::table config;
@@ -29,7 +31,16 @@ bool ApplyConfig(const std::string& path, const CLI::App& app,
     return false;
   }
   for (const auto& [key, value] : config) {
-    if (key != "data" && key != "listen" && key != "log_level") {
+    if (key == "db_connections") {
+      if (!value.is_integer() || value.value_or(int64_t{0}) < 1 ||
+          value.value_or(int64_t{0}) > 1000) {
+        std::fprintf(stderr, "ferryd: 'db_connections' in %s must be 1 to 1000\n",
+                     path.c_str());
+        return false;
+      }
+      continue;
+    }
+    if (key != "data" && key != "listen" && key != "log_level" && key != "backend") {
       std::fprintf(stderr, "ferryd: unknown key '%s' in %s\n",
                    std::string(key.str()).c_str(), path.c_str());
       return false;
@@ -46,6 +57,12 @@ bool ApplyConfig(const std::string& path, const CLI::App& app,
     options->listen = config["listen"].value_or(options->listen);
   if (app.count("--log-level") == 0)
     *log_level = config["log_level"].value_or(*log_level);
+  if (app.count("--backend") == 0)
+    options->backend = config["backend"].value_or(options->backend);
+  if (app.count("--db-connections") == 0) {
+    options->db_connections_max = static_cast<size_t>(config["db_connections"].value_or(
+        static_cast<int64_t>(options->db_connections_max)));
+  }
   return true;
 }
 
@@ -71,9 +88,19 @@ int main(int argc, char** argv) {
   app.add_option("--listen", options.listen,
                  "host:port to serve on; port 0 picks a free port")
       ->capture_default_str();
+  app.add_option("--backend", options.backend,
+                 "Where accounts, logs and chunks live: sqlite (embedded, in the data "
+                 "directory) or a postgresql://USER@HOST/DB URI, which several ferryd "
+                 "may share")
+      ->capture_default_str();
+  app.add_option("--db-connections", options.db_connections_max,
+                 "Most connections to PostgreSQL this ferryd opens")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   app.add_option("--config", config_path,
                  "TOML file with any of: data = \"DIR\", listen = \"HOST:PORT\", "
-                 "log_level = \"LEVEL\"; command-line flags win");
+                 "log_level = \"LEVEL\", backend = \"sqlite|postgresql://...\", "
+                 "db_connections = N; command-line flags win");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -84,6 +111,10 @@ int main(int argc, char** argv) {
   }
   if (!config_path.empty() && !ApplyConfig(config_path, app, &options, &log_level))
     return 2;
+
+  // Debian's Abseil is built with mutex deadlock detection on, which gRPC's locks pay
+  // for on every acquisition (a few percent of ferryd's CPU under load).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   auto logger = spdlog::stderr_color_mt("ferryd");
   spdlog::set_default_logger(logger);
@@ -104,8 +135,15 @@ int main(int argc, char** argv) {
   std::printf("ferryd listening on %s\nfingerprint %s\ndata %s\n",
               (*server)->address().c_str(), (*server)->fingerprint().c_str(),
               options.data_dir.c_str());
+  // The URI is not printed: it may hold a password.
+  std::printf("backend %s\n", options.backend == "sqlite" ? "sqlite" : "postgresql");
   std::fflush(stdout);
   spdlog::info("serving on {} with data in {}", (*server)->address(), options.data_dir);
+  if (options.backend != "sqlite" &&
+      std::filesystem::exists(std::filesystem::path(options.data_dir) / "ferry.db")) {
+    spdlog::warn("{}/ferry.db (an embedded SQLite store) is not used with --backend {}",
+                 options.data_dir, "postgresql");
+  }
 
   std::thread waiter([&] {
     int signal = 0;

@@ -1,5 +1,6 @@
-// Tells Watch streams when a collection's head moves. In-process; a backend shared by
-// several ferryd (PostgreSQL) feeds Publish from its own notifications.
+// Tells Watch streams when a collection's head moves. Fed by this process's appends and,
+// with a backend shared by several ferryd (PostgreSQL), by the backend's notifications
+// of appends made through the others (Backend::FollowHeads).
 #ifndef FERRY_SERVER_HEAD_NOTIFIER_H_
 #define FERRY_SERVER_HEAD_NOTIFIER_H_
 
@@ -9,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace ferry::server {
 
@@ -40,6 +42,15 @@ class HeadNotifier {
     std::lock_guard lock(mu_);
     auto it = heads_.find(collection_id);
     return it == heads_.end() ? 0 : it->second;
+  }
+
+  // Every collection a head was published for.
+  std::vector<std::string> Collections() {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> ids;
+    ids.reserve(heads_.size());
+    for (const auto& [id, head] : heads_) ids.push_back(id);
+    return ids;
   }
 
   uint64_t Version() {

@@ -271,7 +271,7 @@ absl::Status ManageService::DoLease(const grpc::ServerContext& context,
                                     const v1::LeaseRequest& request, int kind,
                                     v1::Lease* response) {
   FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
-  FERRY_RETURN_IF_ERROR(auth_->Authorize(me, request.collection_id()).status());
+  FERRY_RETURN_IF_ERROR(auth_->CheckAccess(me, request.collection_id()));
   int64_t now_ms = clock_->NowMs();
   if (kind == kRelease) {
     return backend_->ReleaseLease(request.collection_id(), me.device_id,

@@ -49,6 +49,16 @@ absl::StatusOr<std::string> LoadOrCreateSecret(const std::string& dir) {
   return fresh;
 }
 
+absl::StatusOr<std::unique_ptr<Backend>> OpenBackend(const ServerOptions& options) {
+  std::string_view backend = options.backend;
+  if (backend.empty() || backend == "sqlite") return OpenSqliteBackend(options.data_dir);
+  if (backend.starts_with("postgresql://") || backend.starts_with("postgres://")) {
+    return OpenPostgresBackend(backend, options.db_connections_max);
+  }
+  return absl::InvalidArgumentError(
+      StrCat("unknown backend '", backend, "': use sqlite or a postgresql:// URI"));
+}
+
 class FerrydImpl final : public Ferryd {
  public:
   ~FerrydImpl() override {
@@ -64,7 +74,17 @@ class FerrydImpl final : public Ferryd {
     FERRY_ASSIGN_OR_RETURN(tls::CertificateFiles cert,
                            tls::LoadOrCreateServerCertificate(options.data_dir));
     fingerprint_ = cert.fingerprint;
-    FERRY_ASSIGN_OR_RETURN(backend_, OpenSqliteBackend(options.data_dir));
+    FERRY_ASSIGN_OR_RETURN(backend_, OpenBackend(options));
+    // Appends made through other ferryd sharing the database wake this one's watches.
+    // After a gap in the notifications, the heads watched here are read again.
+    FERRY_RETURN_IF_ERROR(backend_->FollowHeads(
+        [this](const std::string& id, uint64_t head) { heads_.Publish(id, head); },
+        [this] {
+          for (const std::string& id : heads_.Collections()) {
+            absl::StatusOr<uint64_t> head = backend_->Head(id);
+            if (head.ok()) heads_.Publish(id, *head);
+          }
+        }));
     Clock* clock = options.clock != nullptr ? options.clock : &system_clock_;
     auth_ = std::make_unique<Authenticator>(backend_.get(), clock);
     manage_ = std::make_unique<ManageService>(backend_.get(), auth_.get(), clock,

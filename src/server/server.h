@@ -20,12 +20,17 @@ struct ServerOptions {
   // The server's time (leases, records); nullptr: the system clock. The simulation
   // passes its own to let leases expire at will.
   Clock* clock = nullptr;
+  // "sqlite": the embedded store in data_dir. A postgresql:// (or postgres://) URI: a
+  // PostgreSQL database that several ferryd may share; data_dir then holds only the
+  // TLS certificate, the server secret and the lock.
+  std::string backend = "sqlite";
+  size_t db_connections_max = 12;  // the PostgreSQL connection pool's bound
 };
 
 class Ferryd {
  public:
   // Opens everything and starts serving. FAILED_PRECONDITION when another ferryd holds
-  // the data directory.
+  // the data directory; INVALID_ARGUMENT for an unknown backend.
   static absl::StatusOr<std::unique_ptr<Ferryd>> Start(const ServerOptions& options);
   virtual ~Ferryd() = default;
 

@@ -35,7 +35,7 @@ absl::Status CheckChunkIds(const google::protobuf::RepeatedPtrField<std::string>
 absl::StatusOr<v1::AppendResponse> StoreService::DoAppend(
     const grpc::ServerContext& context, const v1::AppendRequest& request) {
   FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
-  FERRY_RETURN_IF_ERROR(auth_->Authorize(me, request.collection_id()).status());
+  FERRY_RETURN_IF_ERROR(auth_->CheckAccess(me, request.collection_id()));
   v1::Envelope envelope;
   FERRY_ASSIGN_OR_RETURN(v1::EnvelopeHeader header,
                          seal::DecodeEnvelope(request.envelope(), &envelope));
@@ -75,7 +75,7 @@ grpc::Status StoreService::Pull(grpc::ServerContext* context,
                                 v1::PullResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  absl::Status allowed = auth_->Authorize(*me, request->collection_id()).status();
+  absl::Status allowed = auth_->CheckAccess(*me, request->collection_id());
   if (!allowed.ok()) return rpc::ToGrpc(allowed);
   uint32_t limit = request->limit() == 0 || request->limit() > kPullEntriesMax
                        ? kPullEntriesMax
@@ -98,7 +98,7 @@ grpc::Status StoreService::Head(grpc::ServerContext* context,
                                 v1::HeadResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  absl::Status allowed = auth_->Authorize(*me, request->collection_id()).status();
+  absl::Status allowed = auth_->CheckAccess(*me, request->collection_id());
   if (!allowed.ok()) return rpc::ToGrpc(allowed);
   absl::StatusOr<uint64_t> head = backend_->Head(request->collection_id());
   if (head.ok()) response->set_head_seq(*head);
@@ -110,7 +110,7 @@ grpc::Status StoreService::HasChunks(grpc::ServerContext* context,
                                      v1::HasChunksResponse* response) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  absl::Status allowed = auth_->Authorize(*me, request->collection_id()).status();
+  absl::Status allowed = auth_->CheckAccess(*me, request->collection_id());
   if (allowed.ok()) allowed = CheckChunkIds(request->ids());
   if (!allowed.ok()) return rpc::ToGrpc(allowed);
   std::vector<std::string> ids(request->ids().begin(), request->ids().end());
@@ -155,7 +155,7 @@ absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
     }
     if (chunk.collection_id() != collection) {
       FERRY_RETURN_IF_ERROR(flush());
-      FERRY_RETURN_IF_ERROR(auth_->Authorize(me, chunk.collection_id()).status());
+      FERRY_RETURN_IF_ERROR(auth_->CheckAccess(me, chunk.collection_id()));
       collection = chunk.collection_id();
     }
     batch_bytes += chunk.data().size();
@@ -175,7 +175,7 @@ absl::Status StoreService::DoGetChunks(const grpc::ServerContext& context,
                                        const v1::GetChunksRequest& request,
                                        grpc::ServerWriter<v1::Chunk>* writer) {
   FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
-  FERRY_RETURN_IF_ERROR(auth_->Authorize(me, request.collection_id()).status());
+  FERRY_RETURN_IF_ERROR(auth_->CheckAccess(me, request.collection_id()));
   FERRY_RETURN_IF_ERROR(CheckChunkIds(request.ids()));
   for (const std::string& id : request.ids()) {
     v1::Chunk chunk;
@@ -205,7 +205,7 @@ absl::Status StoreService::DoWatch(grpc::ServerContext* context,
   }
   std::map<std::string, std::optional<uint64_t>> told;  // collection -> last head sent
   for (const std::string& id : request.collection_ids()) {
-    FERRY_RETURN_IF_ERROR(auth_->Authorize(me, id).status());
+    FERRY_RETURN_IF_ERROR(auth_->CheckAccess(me, id));
     FERRY_ASSIGN_OR_RETURN(uint64_t head, backend_->Head(id));
     heads_->Publish(id, head);
     told[id] = std::nullopt;

@@ -1,7 +1,6 @@
 // The storage interface of ferryd. The Manage and Store services speak only to this
 // interface; an implementation owns durability and atomicity. SQLite + files is the
-// embedded default; a PostgreSQL implementation can follow without touching the
-// services.
+// embedded default; PostgreSQL lets several ferryd share one database.
 //
 // All implementations are safe for concurrent use from many threads. Every method
 // that changes state is atomic: it happens entirely or not at all.
@@ -9,6 +8,7 @@
 #define FERRY_SERVER_BACKEND_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -163,11 +163,31 @@ class Backend {
   // NOT_FOUND when the chunk is not stored.
   virtual absl::StatusOr<std::string> GetChunk(std::string_view collection_id,
                                                std::string_view id) = 0;
+
+  // Heads moved by other processes that share this backend's database. From then on,
+  // and until the backend is destroyed, calls `moved(collection_id, head_seq)` for
+  // appends made anywhere (this process included), and `maybe_missed()` after a gap in
+  // which notifications may have been lost (the caller re-reads the heads it cares
+  // about). Both are called from a thread of the backend. An embedded backend has no
+  // other writers: the default does nothing.
+  // REQUIRES: called at most once.
+  using HeadMoved = std::function<void(const std::string& collection_id, uint64_t)>;
+  virtual absl::Status FollowHeads(HeadMoved moved, std::function<void()> maybe_missed) {
+    return absl::OkStatus();
+  }
 };
 
 // Opens (creating when missing) the embedded store in `data_dir`: ferry.db (SQLite,
 // WAL, synchronous=FULL, versioned migrations) and chunks/ (one file per chunk).
 absl::StatusOr<std::unique_ptr<Backend>> OpenSqliteBackend(std::string_view data_dir);
+
+// Opens the PostgreSQL database named by `conninfo` (a postgresql:// URI or a libpq
+// key=value string), applying missing schema migrations (once, even when several
+// ferryd start together). Accounts, devices, collections, leases, the log and the
+// chunks all live in that database, so any number of ferryd can share it.
+// `connections_max` bounds the connection pool.
+absl::StatusOr<std::unique_ptr<Backend>> OpenPostgresBackend(std::string_view conninfo,
+                                                             size_t connections_max = 12);
 
 }  // namespace ferry::server
 

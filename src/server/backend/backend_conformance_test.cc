@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/pg/pg_testing.h"
 #include "src/server/backend/backend.h"
 
 namespace ferry::server {
@@ -17,11 +18,42 @@ namespace {
 
 struct BackendFactory {
   const char* name;
+  // Opens the backend that belongs to `dir` (the same one again on a reopen).
   std::function<absl::StatusOr<std::unique_ptr<Backend>>(const std::string& dir)> open;
+  // Removes what open() made beyond `dir`.
+  std::function<void(const std::string& dir)> remove;
 };
 
+void PrintTo(const BackendFactory& factory, std::ostream* os) { *os << factory.name; }
+
+// One database per test in the "pg" fixture's cluster, named after the test's folder.
+std::string DatabaseOf(const std::string& dir) {
+  std::string name = "ferry_conformance_";
+  for (unsigned char c : std::filesystem::path(dir).filename().string()) {
+    name += "0123456789abcdef"[c >> 4];
+    name += "0123456789abcdef"[c & 15];
+  }
+  return name;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> OpenPostgresForTest(const std::string& dir) {
+  absl::StatusOr<std::string> cluster = pg::TestClusterUrl();
+  if (!cluster.ok()) return cluster.status();
+  absl::StatusOr<std::string> url = pg::CreateDatabase(*cluster, DatabaseOf(dir));
+  if (!url.ok()) return url.status();
+  return OpenPostgresBackend(*url);
+}
+
 const BackendFactory kBackends[] = {
-    {"sqlite", [](const std::string& dir) { return OpenSqliteBackend(dir); }},
+    {"sqlite", [](const std::string& dir) { return OpenSqliteBackend(dir); },
+     [](const std::string&) {}},
+    {"postgresql", OpenPostgresForTest,
+     [](const std::string& dir) {
+       absl::StatusOr<std::string> cluster = pg::TestClusterUrl();
+       if (cluster.ok()) {
+         EXPECT_TRUE(pg::DropDatabase(*cluster, DatabaseOf(dir)).ok());
+       }
+     }},
 };
 
 class BackendTest : public ::testing::TestWithParam<BackendFactory> {
@@ -40,6 +72,7 @@ class BackendTest : public ::testing::TestWithParam<BackendFactory> {
   }
   void TearDown() override {
     backend_.reset();
+    GetParam().remove(dir_);
     std::filesystem::remove_all(dir_);
   }
   void Reopen() {
@@ -234,6 +267,44 @@ TEST_P(BackendTest, ConcurrentAppendsKeepTheLogLinear) {
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->entries.size(), static_cast<size_t>(kThreads * kAppendsPerThread));
   for (size_t i = 0; i < all->entries.size(); ++i) EXPECT_EQ(all->entries[i].seq, i + 1);
+}
+
+// Refused appends and retries racing with good appends (a backend that commits several
+// appends together must keep each one's outcome its own).
+TEST_P(BackendTest, ConcurrentRefusalsAndRetriesChangeNothing) {
+  constexpr int kThreads = 4;
+  constexpr int kAppendsPerThread = 10;
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kAppendsPerThread; ++i) {
+        std::string tx = "t" + std::to_string(t) + "-" + std::to_string(i);
+        for (int attempt = 0; attempt < kThreads * kAppendsPerThread * 4; ++attempt) {
+          auto head = backend_->Head("c1");
+          if (!head.ok()) return;
+          AppendRecord missing = MakeAppend(tx + "-missing", *head);
+          missing.chunk_ids = {std::string(32, static_cast<char>('A' + t))};
+          EXPECT_FALSE(backend_->Append(missing).ok());
+          auto r = backend_->Append(MakeAppend(tx, *head));
+          if (!r.ok()) continue;
+          auto again = backend_->Append(MakeAppend(tx, *head));
+          EXPECT_TRUE(again.ok() && again->duplicate && again->seq == r->seq);
+          done++;
+          break;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(done.load(), kThreads * kAppendsPerThread);
+  auto all = backend_->Pull("c1", 0, 1000, 1 << 20);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->entries.size(), static_cast<size_t>(kThreads * kAppendsPerThread));
+  for (size_t i = 0; i < all->entries.size(); ++i) {
+    EXPECT_EQ(all->entries[i].seq, i + 1);
+    EXPECT_EQ(all->entries[i].envelope.find("missing"), std::string::npos);
+  }
 }
 
 TEST_P(BackendTest, SurvivesReopen) {

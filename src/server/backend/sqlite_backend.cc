@@ -1,12 +1,15 @@
 // The embedded backend: one SQLite database (WAL, synchronous=FULL) for accounts,
 // devices, collections, leases and the log, and one file per chunk under chunks/.
 // A single connection guarded by a mutex: SQLite serializes writers anyway, and the
-// critical sections are short.
+// critical sections are short. Concurrent appends share one commit (group commit).
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cassert>
 #include <cerrno>
+#include <cstddef>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -83,6 +86,10 @@ ALTER TABLE chunks ADD COLUMN pack_offset INTEGER;
 };
 
 constexpr char kBackendName[] = "sqlite";
+// Appends committed together at most (group commit).
+constexpr size_t kAppendBatchMax = 256;
+// Connections for reads, beside the one that writes.
+constexpr size_t kReadConnections = 4;
 
 std::string Hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -131,6 +138,15 @@ class SqliteBackend final : public Backend {
 
   std::string_view Name() const override { return kBackendName; }
 
+  // After Init: the schema exists.
+  absl::Status OpenReaders() {
+    for (ReadConnection& r : readers_) {
+      std::lock_guard lock(r.mu);
+      FERRY_ASSIGN_OR_RETURN(r.db, sqlite::Database::Open(data_dir_ + "/ferry.db"));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Init() {
     std::lock_guard lock(mu_);
     FERRY_RETURN_IF_ERROR(db_->Migrate(kMigrations, std::size(kMigrations)));
@@ -175,11 +191,12 @@ class SqliteBackend final : public Backend {
   }
 
   absl::StatusOr<AccountRecord> GetAccountByUser(std::string_view user) override {
-    std::lock_guard lock(mu_);
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
     FERRY_ASSIGN_OR_RETURN(
-        auto s, db_->Prepare("SELECT account_id, user, kdf_alg, kdf_ops_limit, "
-                             "kdf_mem_limit_bytes, kdf_salt,"
-                             " auth_key_hash, created_ms FROM accounts WHERE user = ?"));
+        auto s, db->Prepare("SELECT account_id, user, kdf_alg, kdf_ops_limit, "
+                            "kdf_mem_limit_bytes, kdf_salt,"
+                            " auth_key_hash, created_ms FROM accounts WHERE user = ?"));
     s.BindText(1, user);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no such user");
@@ -209,10 +226,11 @@ class SqliteBackend final : public Backend {
 
   absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(
       std::string_view token_hash) override {
-    std::lock_guard lock(mu_);
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
     FERRY_ASSIGN_OR_RETURN(auto s,
-                           db_->Prepare(StrCat("SELECT ", kDeviceColumns,
-                                               " FROM devices WHERE token_hash = ?")));
+                           db->Prepare(StrCat("SELECT ", kDeviceColumns,
+                                              " FROM devices WHERE token_hash = ?")));
     s.BindBlob(1, token_hash);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no device with this token");
@@ -221,10 +239,11 @@ class SqliteBackend final : public Backend {
 
   absl::StatusOr<std::vector<DeviceRecord>> ListDevices(
       std::string_view account_id) override {
-    std::lock_guard lock(mu_);
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
     FERRY_ASSIGN_OR_RETURN(
         auto s,
-        db_->Prepare(
+        db->Prepare(
             StrCat("SELECT ", kDeviceColumns,
                    " FROM devices WHERE account_id = ? ORDER BY created_ms, device_id")));
     s.BindText(1, account_id);
@@ -282,10 +301,11 @@ class SqliteBackend final : public Backend {
 
   absl::StatusOr<CollectionRecord> GetCollection(
       std::string_view collection_id) override {
-    std::lock_guard lock(mu_);
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
     FERRY_ASSIGN_OR_RETURN(
-        auto s, db_->Prepare(StrCat("SELECT ", kCollectionColumns,
-                                    " FROM collections WHERE collection_id = ?")));
+        auto s, db->Prepare(StrCat("SELECT ", kCollectionColumns,
+                                   " FROM collections WHERE collection_id = ?")));
     s.BindText(1, collection_id);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no such collection");
@@ -294,11 +314,12 @@ class SqliteBackend final : public Backend {
 
   absl::StatusOr<std::vector<CollectionRecord>> ListCollections(
       std::string_view account_id) override {
-    std::lock_guard lock(mu_);
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
     FERRY_ASSIGN_OR_RETURN(auto s,
-                           db_->Prepare(StrCat("SELECT ", kCollectionColumns,
-                                               " FROM collections WHERE account_id = ? "
-                                               "ORDER BY created_ms, collection_id")));
+                           db->Prepare(StrCat("SELECT ", kCollectionColumns,
+                                              " FROM collections WHERE account_id = ? "
+                                              "ORDER BY created_ms, collection_id")));
     s.BindText(1, account_id);
     std::vector<CollectionRecord> out;
     for (size_t i = 0; i <= kCollectionsPerAccountMax; ++i) {
@@ -351,53 +372,55 @@ class SqliteBackend final : public Backend {
     return tx.Commit();
   }
 
+  // Group commit: an append joins a queue; whoever gets the database next runs every
+  // queued append in one transaction, each inside its own savepoint (so one refused
+  // append changes nothing and does not affect the others), and pays one WAL fsync
+  // for all of them. Each append still sees the ones before it in the batch, so the
+  // checks are exactly those of one append at a time, in arrival order.
   absl::StatusOr<AppendResult> Append(const AppendRecord& a) override {
-    std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
-    FERRY_ASSIGN_OR_RETURN(
-        auto dup,
-        db_->Prepare("SELECT seq FROM log WHERE collection_id = ? AND tx_id = ?"));
-    dup.BindText(1, a.collection_id).BindBlob(2, a.tx_id);
-    FERRY_ASSIGN_OR_RETURN(bool seen, dup.Step());
-    if (seen) return AppendResult{static_cast<uint64_t>(dup.ColumnInt(0)), true};
-
-    FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(a.collection_id));
-    FERRY_RETURN_IF_ERROR(CheckAppendFencing(lease, a));
-
-    FERRY_ASSIGN_OR_RETURN(uint64_t head, ReadHead(a.collection_id));
-    if (a.base_seq != head) {
-      return absl::AbortedError(
-          StrCat("base_seq ", a.base_seq, " is not the head ", head, ": pull and retry"));
+    PendingAppend mine{&a};
+    {
+      std::lock_guard queue_lock(queue_mu_);
+      queue_.push_back(&mine);
     }
-    FERRY_RETURN_IF_ERROR(CheckChunksStored(a.collection_id, a.chunk_ids));
-
-    uint64_t seq = head + 1;
-    FERRY_ASSIGN_OR_RETURN(auto insert,
-                           db_->Prepare("INSERT INTO log(collection_id, seq, tx_id, "
-                                        "device_id, envelope) VALUES(?,?,?,?,?)"));
-    insert.BindText(1, a.collection_id).Bind(2, static_cast<int64_t>(seq));
-    insert.BindBlob(3, a.tx_id).BindText(4, a.device_id).BindBlob(5, a.envelope);
-    FERRY_RETURN_IF_ERROR(insert.Run());
-    FERRY_ASSIGN_OR_RETURN(auto bump,
-                           db_->Prepare("UPDATE collections SET head_seq = ? WHERE "
-                                        "collection_id = ? AND head_seq = ?"));
-    bump.Bind(1, static_cast<int64_t>(seq)).BindText(2, a.collection_id);
-    FERRY_RETURN_IF_ERROR(bump.Bind(3, static_cast<int64_t>(head)).Run());
-    assert(db_->Changes() == 1);
-    FERRY_RETURN_IF_ERROR(tx.Commit());
-    return AppendResult{seq, false};
+    std::lock_guard lock(mu_);
+    // Each round runs at least one queued append, and ours is queued: bounded.
+    for (;;) {
+      std::vector<PendingAppend*> batch;
+      {
+        std::lock_guard queue_lock(queue_mu_);
+        // An earlier leader ran it, and wrote the result before releasing mu_.
+        if (mine.done) return std::move(mine.result);
+        assert(!queue_.empty());
+        size_t take = std::min(queue_.size(), kAppendBatchMax);
+        batch.assign(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(take));
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(take));
+      }
+      RunBatch(batch);
+    }
   }
 
   absl::StatusOr<PullResult> Pull(std::string_view collection_id, uint64_t after_seq,
                                   uint32_t limit, size_t bytes_max) override {
-    std::lock_guard lock(mu_);
-    FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
+    // One read transaction (a deferred BEGIN: no write lock), so that the head and the
+    // entries come from one snapshot.
+    FERRY_RETURN_IF_ERROR(db->Exec("BEGIN"));
+    struct EndRead {
+      sqlite::Database* db;
+      ~EndRead() {
+        // Ending a read transaction cannot lose anything; a failure leaves it open
+        // until the connection's next BEGIN fails loudly.
+        (void)db->Exec("COMMIT");
+      }
+    } end_read{db};
     PullResult result;
-    FERRY_ASSIGN_OR_RETURN(result.head_seq, ReadHead(collection_id));
+    FERRY_ASSIGN_OR_RETURN(result.head_seq, ReadHead(db, collection_id));
     FERRY_ASSIGN_OR_RETURN(
         auto s,
-        db_->Prepare("SELECT seq, envelope FROM log WHERE collection_id = ? AND seq > ?"
-                     " ORDER BY seq LIMIT ?"));
+        db->Prepare("SELECT seq, envelope FROM log WHERE collection_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT ?"));
     s.BindText(1, collection_id).Bind(2, static_cast<int64_t>(after_seq)).Bind(3, limit);
     size_t bytes = 0;
     for (uint32_t i = 0; i < limit; ++i) {
@@ -414,20 +437,20 @@ class SqliteBackend final : public Backend {
   }
 
   absl::StatusOr<uint64_t> Head(std::string_view collection_id) override {
-    std::lock_guard lock(mu_);
-    return ReadHead(collection_id);
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
+    return ReadHead(db, collection_id);
   }
 
   absl::StatusOr<std::vector<bool>> HasChunks(
       std::string_view collection_id, const std::vector<std::string>& ids) override {
-    std::lock_guard lock(mu_);
-    return HasChunksLocked(collection_id, {ids.begin(), ids.end()});
+    Reader reader = Read();
+    sqlite::Database* db = reader.db;
+    return HasChunksLocked(db, collection_id, {ids.begin(), ids.end()});
   }
 
-  // The files of a batch are written without fsync, made durable by one syncfs, renamed
-  // into place, made durable by a second syncfs, and only then recorded in one SQLite
-  // transaction: a recorded chunk always has its file, at two flushes per batch
-  // instead of two per chunk.
+  // A batch is appended to a pack and made durable with one fdatasync, and only then
+  // recorded in one SQLite transaction: a recorded chunk is always readable.
   absl::StatusOr<size_t> PutChunks(
       std::string_view collection_id,
       const std::vector<std::pair<std::string, std::string>>& chunks) override {
@@ -436,7 +459,8 @@ class SqliteBackend final : public Backend {
       std::lock_guard lock(mu_);
       std::vector<std::string_view> ids;
       for (const auto& chunk : chunks) ids.push_back(chunk.first);
-      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has, HasChunksLocked(collection_id, ids));
+      FERRY_ASSIGN_OR_RETURN(std::vector<bool> has,
+                             HasChunksLocked(db_.get(), collection_id, ids));
       std::set<std::string_view> seen;
       for (size_t i = 0; i < chunks.size(); ++i) {
         if (!has[i] && seen.insert(chunks[i].first).second) fresh.push_back(&chunks[i]);
@@ -471,10 +495,10 @@ class SqliteBackend final : public Backend {
                                        std::string_view id) override {
     std::optional<PackLocation> at;
     {
-      std::lock_guard lock(mu_);
+      Reader reader = Read();
       FERRY_ASSIGN_OR_RETURN(auto s,
-                             db_->Prepare("SELECT size, pack, pack_offset FROM chunks"
-                                          " WHERE collection_id = ? AND chunk_id = ?"));
+                             reader.db->Prepare("SELECT size, pack, pack_offset FROM chunks"
+                                                " WHERE collection_id = ? AND chunk_id = ?"));
       s.BindText(1, collection_id).BindBlob(2, id);
       FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
       if (!found) return absl::NotFoundError("chunk not stored");
@@ -494,11 +518,91 @@ class SqliteBackend final : public Backend {
   }
 
  private:
-  absl::StatusOr<std::vector<bool>> HasChunksLocked(std::string_view collection_id,
+  // One of the read connections, locked while the Reader lives.
+  struct Reader {
+    std::unique_lock<std::mutex> lock;
+    sqlite::Database* db;
+  };
+  Reader Read() {
+    auto& r = readers_[next_reader_++ % readers_.size()];
+    return Reader{std::unique_lock(r.mu), r.db.get()};
+  }
+
+  struct PendingAppend {
+    const AppendRecord* append;
+    absl::StatusOr<AppendResult> result = absl::UnknownError("append did not run");
+    bool done = false;  // written under mu_, read under mu_
+  };
+
+  // One append inside the batch's transaction. REQUIRES: mu_ held, a transaction open.
+  absl::StatusOr<AppendResult> AppendLocked(const AppendRecord& a) {
+    FERRY_ASSIGN_OR_RETURN(
+        auto dup,
+        db_->Prepare("SELECT seq FROM log WHERE collection_id = ? AND tx_id = ?"));
+    dup.BindText(1, a.collection_id).BindBlob(2, a.tx_id);
+    FERRY_ASSIGN_OR_RETURN(bool seen, dup.Step());
+    if (seen) return AppendResult{static_cast<uint64_t>(dup.ColumnInt(0)), true};
+
+    FERRY_ASSIGN_OR_RETURN(LeaseRecord lease, ReadLease(a.collection_id));
+    FERRY_RETURN_IF_ERROR(CheckAppendFencing(lease, a));
+
+    FERRY_ASSIGN_OR_RETURN(uint64_t head, ReadHead(db_.get(), a.collection_id));
+    if (a.base_seq != head) {
+      return absl::AbortedError(
+          StrCat("base_seq ", a.base_seq, " is not the head ", head, ": pull and retry"));
+    }
+    FERRY_RETURN_IF_ERROR(CheckChunksStored(a.collection_id, a.chunk_ids));
+
+    uint64_t seq = head + 1;
+    FERRY_ASSIGN_OR_RETURN(auto insert,
+                           db_->Prepare("INSERT INTO log(collection_id, seq, tx_id, "
+                                        "device_id, envelope) VALUES(?,?,?,?,?)"));
+    insert.BindText(1, a.collection_id).Bind(2, static_cast<int64_t>(seq));
+    insert.BindBlob(3, a.tx_id).BindText(4, a.device_id).BindBlob(5, a.envelope);
+    FERRY_RETURN_IF_ERROR(insert.Run());
+    FERRY_ASSIGN_OR_RETURN(auto bump,
+                           db_->Prepare("UPDATE collections SET head_seq = ? WHERE "
+                                        "collection_id = ? AND head_seq = ?"));
+    bump.Bind(1, static_cast<int64_t>(seq)).BindText(2, a.collection_id);
+    FERRY_RETURN_IF_ERROR(bump.Bind(3, static_cast<int64_t>(head)).Run());
+    assert(db_->Changes() == 1);
+    return AppendResult{seq, false};
+  }
+
+  // Runs `batch` in one transaction and fills in every result. REQUIRES: mu_ held.
+  void RunBatch(const std::vector<PendingAppend*>& batch) {
+    absl::StatusOr<sqlite::Transaction> tx = sqlite::Transaction::Begin(db_.get());
+    for (PendingAppend* p : batch) {
+      if (!tx.ok()) {
+        p->result = tx.status();
+        continue;
+      }
+      absl::Status saved = db_->Exec("SAVEPOINT append");
+      p->result = saved.ok() ? AppendLocked(*p->append) : saved;
+      if (!p->result.ok() && saved.ok()) {
+        absl::Status undone = db_->Exec("ROLLBACK TO append");
+        assert(undone.ok());
+        (void)undone;  // a failed rollback fails the COMMIT below, and so every append
+      }
+      if (saved.ok()) {
+        absl::Status released = db_->Exec("RELEASE append");
+        if (!released.ok() && p->result.ok()) p->result = released;
+      }
+    }
+    absl::Status committed = tx.ok() ? tx->Commit() : tx.status();
+    for (PendingAppend* p : batch) {
+      // Nothing of the batch is durable when COMMIT failed.
+      if (!committed.ok() && p->result.ok()) p->result = committed;
+      p->done = true;
+    }
+  }
+
+  absl::StatusOr<std::vector<bool>> HasChunksLocked(sqlite::Database* db,
+                                                    std::string_view collection_id,
                                                     std::vector<std::string_view> ids) {
     FERRY_ASSIGN_OR_RETURN(
         auto s,
-        db_->Prepare("SELECT 1 FROM chunks WHERE collection_id = ? AND chunk_id = ?"));
+        db->Prepare("SELECT 1 FROM chunks WHERE collection_id = ? AND chunk_id = ?"));
     std::vector<bool> present;
     for (std::string_view id : ids) {
       s.Reset();
@@ -550,9 +654,10 @@ class SqliteBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<uint64_t> ReadHead(std::string_view collection_id) {
+  absl::StatusOr<uint64_t> ReadHead(sqlite::Database* db,
+                                    std::string_view collection_id) {
     FERRY_ASSIGN_OR_RETURN(
-        auto s, db_->Prepare("SELECT head_seq FROM collections WHERE collection_id = ?"));
+        auto s, db->Prepare("SELECT head_seq FROM collections WHERE collection_id = ?"));
     s.BindText(1, collection_id);
     FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::NotFoundError("no such collection");
@@ -591,8 +696,9 @@ class SqliteBackend final : public Backend {
 
   absl::Status CheckChunksStored(std::string_view collection_id,
                                  const std::vector<std::string>& ids) {
-    FERRY_ASSIGN_OR_RETURN(std::vector<bool> present,
-                           HasChunksLocked(collection_id, {ids.begin(), ids.end()}));
+    FERRY_ASSIGN_OR_RETURN(
+        std::vector<bool> present,
+        HasChunksLocked(db_.get(), collection_id, {ids.begin(), ids.end()}));
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!present[i]) {
         return absl::FailedPreconditionError(
@@ -606,6 +712,16 @@ class SqliteBackend final : public Backend {
   std::mutex mu_;
   std::unique_ptr<sqlite::Database> db_;  // guarded by mu_
   std::unique_ptr<PackStore> packs_;      // appends serialized inside
+  // Reads go to their own connections: in WAL mode they see every committed write
+  // and never wait for a writer, so a commit's fsync does not stall authentication.
+  struct ReadConnection {
+    std::mutex mu;
+    std::unique_ptr<sqlite::Database> db;  // guarded by mu
+  };
+  std::array<ReadConnection, kReadConnections> readers_;
+  std::atomic<size_t> next_reader_{0};
+  std::mutex queue_mu_;                // taken after mu_ when both are held
+  std::vector<PendingAppend*> queue_;  // guarded by queue_mu_
 };
 
 }  // namespace
@@ -618,6 +734,7 @@ absl::StatusOr<std::unique_ptr<Backend>> OpenSqliteBackend(std::string_view data
   FERRY_ASSIGN_OR_RETURN(auto packs, PackStore::Open(dir + "/packs"));
   auto backend = std::make_unique<SqliteBackend>(dir, std::move(db), std::move(packs));
   FERRY_RETURN_IF_ERROR(backend->Init());
+  FERRY_RETURN_IF_ERROR(backend->OpenReaders());
   return backend;
 }
 
