@@ -35,28 +35,64 @@ absl::StatusOr<std::set<std::string>> MissingChunks(const TransferContext& c,
   return missing;
 }
 
-// For each chunk a patch splices in, the chunk it replaces in the synced version: the
-// receiver has that one, so the new chunk can travel as a delta against it.
-std::map<std::string, std::string> DeltaBases(const TransferContext& c,
+}  // namespace
+
+std::map<std::string, std::string> DeltaBases(const ItemMap& synced,
                                               const std::vector<v1::Op>& ops) {
   std::map<std::string, std::string> bases;
-  if (c.cache == nullptr || c.synced == nullptr) return bases;
   for (const v1::Op& op : ops) {
     if (!op.has_patch()) continue;
-    auto item = c.synced->find(op.patch().id());
-    if (item == c.synced->end()) continue;
+    auto item = synced.find(op.patch().id());
+    if (item == synced.end()) continue;
     for (const v1::ContentPatch& patch : op.patch().splice()) {
       const v1::Field* field = FindField(*item->second, patch.field());
       if (field == nullptr || !field->has_content()) continue;
       const v1::ContentRef& old = field->content();
       for (const v1::Splice& splice : patch.splices()) {
         if (splice.remove() == 0) continue;
+        if (splice.index() + splice.remove() > static_cast<uint32_t>(old.chunks_size())) {
+          continue;
+        }
+        // Byte ranges of the removed and the inserted chunks, from the start of the
+        // splice. Each new chunk takes the old one it overlaps most, the two lists lined
+        // up at their starts (edits in place) or at their ends (bytes inserted or
+        // removed before): chunk boundaries move when content does, so lining up by
+        // index would pair wrong chunks after the first boundary that moved.
+        std::vector<uint64_t> old_start{0};
+        for (uint32_t i = 0; i < splice.remove(); ++i) {
+          old_start.push_back(old_start.back() +
+                              old.chunks(static_cast<int>(splice.index() + i)).size());
+        }
+        std::vector<uint64_t> new_start{0};
+        for (const v1::ChunkRef& ref : splice.insert()) {
+          new_start.push_back(new_start.back() + ref.size());
+        }
+        // Both totals as signed: the shift that lines the ends up.
+        int64_t end_shift = static_cast<int64_t>(old_start.back()) -
+                            static_cast<int64_t>(new_start.back());
         for (int k = 0; k < splice.insert_size(); ++k) {
-          uint32_t index = splice.index() + std::min<uint32_t>(static_cast<uint32_t>(k),
-                                                               splice.remove() - 1);
-          if (index < static_cast<uint32_t>(old.chunks_size())) {
-            bases.emplace(splice.insert(k).id(),
-                          old.chunks(static_cast<int>(index)).id());
+          uint64_t best = 0;
+          int best_index = -1;
+          for (int64_t shift : {int64_t{0}, end_shift}) {
+            int64_t a = static_cast<int64_t>(new_start[k]) + shift;
+            int64_t b = static_cast<int64_t>(new_start[k + 1]) + shift;
+            // The old chunks [a, b) overlaps, found by binary search.
+            auto first = std::upper_bound(old_start.begin(), old_start.end(),
+                                          static_cast<uint64_t>(std::max<int64_t>(a, 0)));
+            for (size_t i = first == old_start.begin() ? 0
+                                                       : first - old_start.begin() - 1;
+                 i + 1 < old_start.size() && static_cast<int64_t>(old_start[i]) < b;
+                 ++i) {
+              int64_t lo = std::max<int64_t>(a, static_cast<int64_t>(old_start[i]));
+              int64_t hi = std::min<int64_t>(b, static_cast<int64_t>(old_start[i + 1]));
+              if (hi > lo && static_cast<uint64_t>(hi - lo) > best) {
+                best = static_cast<uint64_t>(hi - lo);
+                best_index = static_cast<int>(splice.index() + i);
+              }
+            }
+          }
+          if (best_index >= 0) {
+            bases.emplace(splice.insert(k).id(), old.chunks(best_index).id());
           }
         }
       }
@@ -64,6 +100,8 @@ std::map<std::string, std::string> DeltaBases(const TransferContext& c,
   }
   return bases;
 }
+
+namespace {
 
 // Seals a chunk for upload: as a delta when its base is in the cache and that is
 // smaller, else whole. Every uploaded chunk goes into the cache for the next edit.
@@ -114,7 +152,8 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
       }
     }
   }
-  std::map<std::string, std::string> delta_base = DeltaBases(c, ops);
+  std::map<std::string, std::string> delta_base;
+  if (c.cache != nullptr && c.synced != nullptr) delta_base = DeltaBases(*c.synced, ops);
   std::mutex mu;  // guards missing, first_error and the report
   absl::Status first_error;
   std::atomic<size_t> next{0};

@@ -29,6 +29,12 @@ struct TransferContext {
   const ItemMap* synced = nullptr;  // for uploads: the items patches apply to
 };
 
+// For each chunk the patches in `ops` splice in, the chunk of the `synced` version it
+// replaces (the one it overlaps most, by byte range), which the receiver has: the new
+// chunk can travel as a delta against it.
+std::map<std::string, std::string> DeltaBases(const ItemMap& synced,
+                                              const std::vector<v1::Op>& ops);
+
 // Uploads every chunk that `ops` reference and the store lacks, reading content from
 // the local items `local` through the connector.
 absl::Status UploadMissingChunks(const TransferContext& context,
