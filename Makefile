@@ -36,6 +36,13 @@ demo: build
 asan:
 	$(MAKE) test PRESET=asan
 
+# The deterministic simulation: SEEDS seeds from SEED_START; non-zero exit and the
+# failing seeds printed when any fails.
+SEEDS ?= 1000
+SEED_START ?= 1
+sim: build
+	build/$(PRESET)/sim/ferry_sim --seeds $(SEEDS) --seed-start $(SEED_START)
+
 # Runs every libFuzzer target for FUZZ_SECONDS (default 60) on its corpus.
 FUZZ_SECONDS ?= 60
 fuzz: deps
