@@ -1,11 +1,11 @@
 // Shared by store_request_fuzz and manage_request_fuzz: the real Store and Manage
 // services over an SQLite backend in a fresh directory (on /dev/shm when there is one,
-// so fsync costs nothing), made once per process, with two accounts, each with a
-// device and a collection of a fixed id, and calls made in process with a
+// so fsync costs nothing; removed at exit), made once per process, with two accounts,
+// each with a device and a collection of a fixed id, and calls made in process with a
 // grpc::ServerContext that carries the metadata a real call would.
 //
 // Input layout of both targets: byte 0 picks the method, byte 1 the caller
-// (kAuth* below), the rest is the request message.
+// (Caller below), the rest is the request message.
 #ifndef FERRY_FUZZ_SERVER_FUZZ_COMMON_H_
 #define FERRY_FUZZ_SERVER_FUZZ_COMMON_H_
 
@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -129,6 +130,10 @@ class FuzzServer {
     std::string dir = (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     dir += "/ferry-fuzz-server-XXXXXX";
     Check(::mkdtemp(dir.data()) != nullptr);
+    // Removed when the process exits normally (libFuzzer and the replay both exit);
+    // a crash leaves it for inspection.
+    static std::string* to_remove = new std::string(dir);
+    std::atexit([] { std::filesystem::remove_all(*to_remove); });
     auto backend = server::OpenSqliteBackend(dir);
     Check(backend.ok());
     backend_ = *std::move(backend);
