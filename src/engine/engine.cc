@@ -368,6 +368,11 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
     if (o_it != scan.items.end() && o_it->first == current) ++o_it;
     if (t_it != pulled.theirs.end() && t_it->first == current) ++t_it;
   }
+  // True when `id` is absent here because this device refused it (see RunOnce).
+  auto refused_here = [&](const std::string& id) {
+    auto it = scan.items.find(id);
+    return it != scan.items.end() && it->second.stamp == kRefusedStamp;
+  };
   for (const std::string* id_ptr : ids) {
     const std::string& id = *id_ptr;
     const v1::Item* b = Find(base, id);
@@ -386,14 +391,19 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
     }
     if (!ours_changed) {
       if (t == nullptr) {
-        plan.actions.push_back({LocalAction::kDelete, id, "", nullptr});
+        // An item this device refused was never written here: nothing to delete.
+        if (!refused_here(id)) {
+          plan.actions.push_back({LocalAction::kDelete, id, "", nullptr});
+        }
       } else {
+        // A move from an item refused here cannot be done locally: it is written.
         auto from = pulled.moved_from.find(id);
         bool movable =
             from != pulled.moved_from.end() && t != nullptr &&
             Find(pulled.theirs, from->second) == nullptr &&
             SameOrBothAbsent(Find(base, from->second), Find(scan.items, from->second)) &&
-            Find(scan.items, from->second) != nullptr && o == nullptr;
+            Find(scan.items, from->second) != nullptr && !refused_here(from->second) &&
+            o == nullptr;
         bool write = true;
         if (movable) {
           plan.actions.push_back({LocalAction::kMove, id, from->second, nullptr});

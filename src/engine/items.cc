@@ -46,20 +46,23 @@ v1::ContentPatch SpliceContent(std::string_view name, const v1::ContentRef& base
 
 absl::Status ApplySplices(const v1::ContentPatch& patch, v1::ContentRef* content) {
   std::vector<v1::ChunkRef> out;
-  int next = 0;  // the first base chunk not yet copied
-  const int base_size = content->chunks_size();
+  // In 64 bits: index and remove are any uint32 from a peer, and their sum must not
+  // wrap (it once did, in int, and the copy below then read past the base list).
+  int64_t next = 0;  // the first base chunk not yet copied
+  const int64_t base_size = content->chunks_size();
   for (const v1::Splice& splice : patch.splices()) {
-    int index = static_cast<int>(splice.index());
-    int remove = static_cast<int>(splice.remove());
-    if (index < next || remove < 0 || index + remove > base_size) {
+    const int64_t index = splice.index();
+    const int64_t remove = splice.remove();
+    if (index < next || index + remove > base_size) {
       return absl::DataLossError(
           StrCat("splice of '", patch.field(), "' does not fit its base"));
     }
-    for (; next < index; ++next) out.push_back(content->chunks(next));
+    for (; next < index; ++next) out.push_back(content->chunks(static_cast<int>(next)));
     for (const v1::ChunkRef& ref : splice.insert()) out.push_back(ref);
     next = index + remove;
+    assert(next <= base_size);
   }
-  for (; next < base_size; ++next) out.push_back(content->chunks(next));
+  for (; next < base_size; ++next) out.push_back(content->chunks(static_cast<int>(next)));
   uint64_t size = 0;
   for (const v1::ChunkRef& ref : out) size += ref.size();
   if (size != patch.size()) {

@@ -107,5 +107,25 @@ TEST(ItemsTest, MoveDeleteAndErrors) {
   EXPECT_TRUE(absl::IsDataLoss(ApplyOp(v1::Op(), &items)));
 }
 
+// Splice indexes are any uint32 from a peer: a sum past INT_MAX must not wrap into a
+// splice that "fits" (found with fuzz/transaction_fuzz.cc's invariants).
+TEST(ItemsTest, HugeSpliceIndexesDoNotFit) {
+  for (uint32_t index : {0x7fffffffu, 0x80000000u, 0xffffffffu}) {
+    for (uint32_t remove : {1u, 0x7fffffffu, 0xffffffffu}) {
+      ItemMap items{{"a", std::make_shared<const v1::Item>(FileItem("a", "xy", "d"))}};
+      v1::Op op;
+      op.mutable_patch()->set_id("a");
+      v1::ContentPatch* patch = op.mutable_patch()->add_splice();
+      patch->set_field("content");
+      patch->set_size(20);
+      v1::Splice* splice = patch->add_splices();
+      splice->set_index(index);
+      splice->set_remove(remove);
+      EXPECT_TRUE(absl::IsDataLoss(ApplyOp(op, &items))) << index << " " << remove;
+      EXPECT_EQ(items.at("a")->fields(0).content().chunks_size(), 2);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ferry::engine

@@ -123,10 +123,10 @@ grpc::Status StoreService::HasChunks(grpc::ServerContext* context,
 
 // Chunks are stored in batches of one collection (bounded in bytes), so that one batch
 // costs the backend two flushes, not two per chunk.
-absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
-                                       grpc::ServerReader<v1::Chunk>* reader,
+absl::Status StoreService::DoPutChunks(const grpc::ServerContext& context,
+                                       const std::function<bool(v1::Chunk*)>& next,
                                        v1::PutChunksResponse* response) {
-  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(*context));
+  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
   std::string collection;  // of the batch; every collection is authorized when first seen
   std::vector<std::pair<std::string, std::string>> batch;
   size_t batch_bytes = 0;
@@ -142,7 +142,7 @@ absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
     return absl::OkStatus();
   };
   v1::Chunk chunk;
-  while (reader->Read(&chunk)) {
+  while (next(&chunk)) {
     if (++total > kChunksPerPutMax) {
       return absl::InvalidArgumentError(
           StrCat("at most ", kChunksPerPutMax, " chunks per PutChunks"));
@@ -168,12 +168,13 @@ absl::Status StoreService::DoPutChunks(grpc::ServerContext* context,
 grpc::Status StoreService::PutChunks(grpc::ServerContext* context,
                                      grpc::ServerReader<v1::Chunk>* reader,
                                      v1::PutChunksResponse* response) {
-  return rpc::ToGrpc(DoPutChunks(context, reader, response));
+  return rpc::ToGrpc(DoPutChunks(
+      *context, [reader](v1::Chunk* chunk) { return reader->Read(chunk); }, response));
 }
 
-absl::Status StoreService::DoGetChunks(const grpc::ServerContext& context,
-                                       const v1::GetChunksRequest& request,
-                                       grpc::ServerWriter<v1::Chunk>* writer) {
+absl::Status StoreService::DoGetChunks(
+    const grpc::ServerContext& context, const v1::GetChunksRequest& request,
+    const std::function<bool(const v1::Chunk&)>& write) {
   FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
   FERRY_RETURN_IF_ERROR(auth_->CheckAccess(me, request.collection_id()));
   FERRY_RETURN_IF_ERROR(CheckChunkIds(request.ids()));
@@ -183,7 +184,7 @@ absl::Status StoreService::DoGetChunks(const grpc::ServerContext& context,
                            backend_->GetChunk(request.collection_id(), id));
     chunk.set_collection_id(request.collection_id());
     chunk.set_id(id);
-    if (!writer->Write(chunk)) return absl::CancelledError("client went away");
+    if (!write(chunk)) return absl::CancelledError("client went away");
   }
   return absl::OkStatus();
 }
@@ -191,13 +192,16 @@ absl::Status StoreService::DoGetChunks(const grpc::ServerContext& context,
 grpc::Status StoreService::GetChunks(grpc::ServerContext* context,
                                      const v1::GetChunksRequest* request,
                                      grpc::ServerWriter<v1::Chunk>* writer) {
-  return rpc::ToGrpc(DoGetChunks(*context, *request, writer));
+  return rpc::ToGrpc(DoGetChunks(*context, *request, [writer](const v1::Chunk& chunk) {
+    return writer->Write(chunk);
+  }));
 }
 
-absl::Status StoreService::DoWatch(grpc::ServerContext* context,
-                                   const v1::WatchRequest& request,
-                                   grpc::ServerWriter<v1::HeadChanged>* writer) {
-  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(*context));
+absl::Status StoreService::DoWatch(
+    const grpc::ServerContext& context, const v1::WatchRequest& request,
+    const std::function<bool()>& cancelled,
+    const std::function<bool(const v1::HeadChanged&)>& write) {
+  FERRY_ASSIGN_OR_RETURN(DeviceRecord me, auth_->Authenticate(context));
   if (request.collection_ids().empty() ||
       static_cast<size_t>(request.collection_ids().size()) > kWatchCollectionsMax) {
     return absl::InvalidArgumentError(
@@ -213,14 +217,14 @@ absl::Status StoreService::DoWatch(grpc::ServerContext* context,
   // The version is read before each scan, so a head that moves during the scan wakes
   // the next wait at once. Each wait is bounded, so cancellation is seen promptly.
   uint64_t version = heads_->Version();
-  while (!context->IsCancelled() && !heads_->IsShutDown()) {
+  while (!cancelled() && !heads_->IsShutDown()) {
     for (auto& [id, last] : told) {
       uint64_t head = heads_->Head(id);
       if (last.has_value() && *last == head) continue;
       v1::HeadChanged change;
       change.set_collection_id(id);
       change.set_head_seq(head);
-      if (!writer->Write(change)) return absl::OkStatus();
+      if (!write(change)) return absl::OkStatus();
       last = head;
     }
     version = heads_->Wait(version, kWatchPollInterval);
@@ -231,7 +235,9 @@ absl::Status StoreService::DoWatch(grpc::ServerContext* context,
 grpc::Status StoreService::Watch(grpc::ServerContext* context,
                                  const v1::WatchRequest* request,
                                  grpc::ServerWriter<v1::HeadChanged>* writer) {
-  return rpc::ToGrpc(DoWatch(context, *request, writer));
+  return rpc::ToGrpc(DoWatch(
+      *context, *request, [context] { return context->IsCancelled(); },
+      [writer](const v1::HeadChanged& change) { return writer->Write(change); }));
 }
 
 }  // namespace ferry::server

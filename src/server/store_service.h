@@ -2,6 +2,8 @@
 #ifndef FERRY_SERVER_STORE_SERVICE_H_
 #define FERRY_SERVER_STORE_SERVICE_H_
 
+#include <functional>
+
 #include "proto/ferry/v1/store.grpc.pb.h"
 #include "src/core/clock.h"
 #include "src/server/auth.h"
@@ -33,17 +35,24 @@ class StoreService final : public v1::Store::Service {
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::HeadChanged>* writer) override;
 
- private:
-  absl::StatusOr<v1::AppendResponse> DoAppend(const grpc::ServerContext& context,
-                                              const v1::AppendRequest& request);
-  absl::Status DoPutChunks(grpc::ServerContext* context,
-                           grpc::ServerReader<v1::Chunk>* reader,
+  // The streaming calls apart from gRPC's stream types, so that they can be driven in
+  // process (fuzz/store_request_fuzz.cc): `next` reads the next message into its
+  // argument (false at the end of the stream), `write` sends one (false once the
+  // client went away), `cancelled` says whether the call was cancelled.
+  absl::Status DoPutChunks(const grpc::ServerContext& context,
+                           const std::function<bool(v1::Chunk*)>& next,
                            v1::PutChunksResponse* response);
   absl::Status DoGetChunks(const grpc::ServerContext& context,
                            const v1::GetChunksRequest& request,
-                           grpc::ServerWriter<v1::Chunk>* writer);
-  absl::Status DoWatch(grpc::ServerContext* context, const v1::WatchRequest& request,
-                       grpc::ServerWriter<v1::HeadChanged>* writer);
+                           const std::function<bool(const v1::Chunk&)>& write);
+  absl::Status DoWatch(const grpc::ServerContext& context,
+                       const v1::WatchRequest& request,
+                       const std::function<bool()>& cancelled,
+                       const std::function<bool(const v1::HeadChanged&)>& write);
+
+ private:
+  absl::StatusOr<v1::AppendResponse> DoAppend(const grpc::ServerContext& context,
+                                              const v1::AppendRequest& request);
 
   Backend* const backend_;
   Authenticator* const auth_;

@@ -443,11 +443,15 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
     return std::string();
   }
   std::string type = engine::BytesField(*after, kType);
+  // A directory that becomes a file or link, or the other way round: the old one is
+  // removed first (a directory only when empty: FAILED_PRECONDITION otherwise).
+  const std::optional<FileStat> now = expect.unchanged;
+  if (now.has_value() && (now->type == FileStat::kDir) != (type == "dir")) {
+    FERRY_RETURN_IF_ERROR(root->Remove(id, expect));
+    expect = RootDir::Expect();
+    expect.must_be_absent = true;
+  }
   if (type == "dir") {
-    std::optional<FileStat> now = expect.unchanged;
-    if (now.has_value() && now->type != FileStat::kDir) {
-      FERRY_RETURN_IF_ERROR(root->Remove(id, expect));  // a file becomes a directory
-    }
     FERRY_RETURN_IF_ERROR(root->MakeDir(id, ModeOf(*after, 0755)));
   } else if (type == "symlink") {
     FERRY_RETURN_IF_ERROR(
@@ -483,7 +487,8 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
   for (size_t i = 0; i < requests.size(); ++i) {
     const ApplyRequest& r = requests[i];
     bool is_file = r.after != nullptr && engine::BytesField(*r.after, kType) == "file";
-    if (!is_file) {
+    std::optional<FileStat> was = DecodeStamp(r.expected_stamp);
+    if (!is_file || (was.has_value() && was->type == FileStat::kDir)) {
       results[i] = Apply(r.id, r.expected_stamp, r.after, chunks);
       continue;
     }

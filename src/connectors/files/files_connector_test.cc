@@ -321,5 +321,34 @@ TEST_F(FilesConnectorMemTest, DiskFullLeavesTheTargetAsItWas) {
   EXPECT_EQ(*mem_.ReadFile("/sync/f.txt"), data);
 }
 
+TEST_P(FilesConnectorTest, ALinkOrFileReplacesAnEmptyDirectoryOnly) {
+  auto connector = Make(false);
+  v1::Item dir = Dir("d");
+  auto made = connector->Apply("d", "", &dir, nullptr);
+  ASSERT_TRUE(made.ok()) << made.status();
+  v1::Item link;
+  link.set_id("d");
+  engine::SetBytesField(&link, "type", "symlink");
+  engine::SetBytesField(&link, "mode", "0");
+  engine::SetBytesField(&link, "target", "/elsewhere");
+  auto linked = connector->Apply("d", *made, &link, nullptr);
+  ASSERT_TRUE(linked.ok()) << linked.status();
+  ASSERT_TRUE(StatRaw("d").has_value());
+  EXPECT_EQ(StatRaw("d")->type, FileStat::kSymlink);
+
+  // A directory that is not empty stays, and so does what is in it.
+  v1::Item full = Dir("full");
+  auto full_made = connector->Apply("full", "", &full, nullptr);
+  ASSERT_TRUE(full_made.ok()) << full_made.status();
+  WriteRaw("full/kept.txt", "kept");
+  auto stamp = connector->Scan({}, {});
+  ASSERT_TRUE(stamp.ok()) << stamp.status();
+  link.set_id("full");
+  auto refused = connector->Apply("full", stamp->items.at("full").stamp, &link, nullptr);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_TRUE(IsDir("full"));
+  EXPECT_EQ(ReadRaw("full/kept.txt"), "kept");
+}
+
 }  // namespace
 }  // namespace ferry::files
