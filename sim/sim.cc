@@ -120,8 +120,14 @@ const char* KindName(FaultPlan::Kind kind) {
 // The real client, with the plan's fault injected at its call.
 class FaultyClient final : public net::Client {
  public:
-  FaultyClient(net::Client* real, const FaultPlan& plan, std::function<void()> steal)
-      : real_(real), plan_(plan), steal_(std::move(steal)) {}
+  // `steal` makes another device take the lease; `give_back` has it release the lease
+  // again (that device's sync is over).
+  FaultyClient(net::Client* real, const FaultPlan& plan, std::function<void()> steal,
+               std::function<void()> give_back)
+      : real_(real),
+        plan_(plan),
+        steal_(std::move(steal)),
+        give_back_(std::move(give_back)) {}
   bool fired() const { return fired_; }
 
   const std::string& server_cert_pem() const override { return real_->server_cert_pem(); }
@@ -169,11 +175,15 @@ class FaultyClient final : public net::Client {
   absl::StatusOr<v1::AppendResponse> Append(const std::string& collection_id,
                                             const std::string& envelope,
                                             uint64_t token) override {
-    if (plan_.kind == FaultPlan::kLeaseStolen && !fired_) {
+    bool steal = plan_.kind == FaultPlan::kLeaseStolen && !fired_;
+    if (steal) {
       fired_ = true;
       steal_();
     }
-    return Call("Append", [&] { return real_->Append(collection_id, envelope, token); });
+    auto result =
+        Call("Append", [&] { return real_->Append(collection_id, envelope, token); });
+    if (steal) give_back_();
+    return result;
   }
   absl::StatusOr<v1::PullResponse> Pull(const std::string& collection_id, uint64_t after,
                                         uint32_t limit) override {
@@ -228,6 +238,7 @@ class FaultyClient final : public net::Client {
   net::Client* real_;
   FaultPlan plan_;
   std::function<void()> steal_;
+  std::function<void()> give_back_;
   std::mutex mu_;
   std::map<std::string, int> calls_;
   bool fired_ = false;
@@ -354,9 +365,16 @@ class Run {
       : options_(options), rng_(options.seed), random_(options.seed) {}
 
   SimResult Go() {
-    char pattern[] = "/tmp/ferry-sim-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) return Fail("cannot make a work folder");
-    work_ = pattern;
+    // In memory where there is a tmpfs: the run's fsyncs then cost nothing, and what
+    // the simulation checks does not depend on them (a crash here is a process dying,
+    // which loses nothing a file system already has).
+    std::error_code ec;
+    std::string base = fs::is_directory("/dev/shm", ec) ? "/dev/shm" : "/tmp";
+    std::string pattern_text = base + "/ferry-sim-XXXXXX";
+    std::vector<char> pattern(pattern_text.begin(), pattern_text.end());
+    pattern.push_back('\0');
+    if (::mkdtemp(pattern.data()) == nullptr) return Fail("cannot make a work folder");
+    work_ = pattern.data();
     SimResult result = Body();
     std::error_code ignored;
     if (result.ok)
@@ -376,7 +394,10 @@ class Run {
 
   void Trace(const std::string& line) {
     trace_hash_ = Fnv(line + "\n", trace_hash_);
-    if (options_.verbose) std::printf("  %s\n", line.c_str());
+    if (options_.verbose) {
+      std::printf("  %s\n", line.c_str());
+      std::fflush(stdout);
+    }
   }
 
   // A path with every device id replaced by the device's number, so that traces of
@@ -556,11 +577,19 @@ class Run {
         UserWrite(d, path, ReadAll(path) + NewContent(50));
     });
     int thief = (d.index + 1) % static_cast<int>(devices_.size());
-    FaultyClient client(&d.device->client(), plan, [&] {
-      clock_.Advance(kLeaseTtlMs + 1000);
-      (void)devices_[thief].device->client().AcquireLease(d.info.collection_id,
-                                                          kLeaseTtlMs);
-    });
+    uint64_t thief_token = 0;
+    FaultyClient client(
+        &d.device->client(), plan,
+        [&] {
+          clock_.Advance(kLeaseTtlMs + 1000);
+          auto lease = devices_[thief].device->client().AcquireLease(d.info.collection_id,
+                                                                     kLeaseTtlMs);
+          if (lease.ok()) thief_token = lease->fencing_token();
+        },
+        [&] {
+          (void)devices_[thief].device->client().ReleaseLease(d.info.collection_id,
+                                                              thief_token);
+        });
     EngineConfig config;
     config.collection_id = d.info.collection_id;
     config.device_id = d.device->state().device_id;
@@ -574,12 +603,12 @@ class Run {
     options.allow_mass_delete = allow_mass_delete;
     options.lease_ttl_ms = kLeaseTtlMs;
     absl::StatusOr<SyncReport> got = ferry::Sync(config, options);
-    if (client.fired() || connector.fired()) result_.faults += 1;
-    if (!got.ok()) {
-      // A lease left behind by a crash or a thief runs out before anyone syncs again.
-      clock_.Advance(kLeaseTtlMs + 1000);
-      return got.status();
-    }
+    bool faulted = client.fired() || connector.fired();
+    if (faulted) result_.faults += 1;
+    // A lease left behind (by a crash, a failed release or a thief) runs out before
+    // anyone syncs again; otherwise the next device would wait for it in real time.
+    if (!got.ok() || faulted) clock_.Advance(kLeaseTtlMs + 1000);
+    if (!got.ok()) return got.status();
     *report = *got;
     result_.conflicts += static_cast<int>(got->conflicts);
     return absl::OkStatus();
@@ -667,6 +696,12 @@ class Run {
         result_.syncs += 1;
         line += StrCat("sync fault=", KindName(plan.kind), ":", plan.call, "#", plan.nth,
                        " -> ", absl::StatusCodeToString(s.code()));
+        if (options_.verbose) {
+          std::printf("    (pulled %llu, pushed %llu, seq %llu)\n",
+                      static_cast<unsigned long long>(report.pulled_items),
+                      static_cast<unsigned long long>(report.pushed_items),
+                      static_cast<unsigned long long>(report.head_seq));
+        }
       } else if (r < 97) {
         d.offline_until = step + 1 + static_cast<int>(Pick(15));
         line += StrCat("offline until s", d.offline_until);
@@ -697,26 +732,47 @@ class Run {
     return Check();
   }
 
+  // Every transaction of the log, for a person reading a failing seed.
+  void PrintLog() {
+    auto log = devices_[0].device->ReadLog(devices_[0].info, 0);
+    if (!log.ok()) return;
+    for (const auto& [seq, tx] : *log) {
+      std::string line =
+          StrCat("seq ", seq, " ", Canonical(tx.device_id().substr(0, 8)), ":");
+      for (const v1::Op& op : tx.ops()) {
+        if (op.has_put()) line += StrCat(" put ", Canonical(op.put().item().id()));
+        if (op.has_patch()) line += StrCat(" patch ", Canonical(op.patch().id()));
+        if (op.has_delete_()) line += StrCat(" delete ", Canonical(op.delete_().id()));
+        if (op.has_move()) {
+          line += StrCat(" move ", Canonical(op.move().from_id()), "->",
+                         Canonical(op.move().to_id()));
+        }
+      }
+      std::printf("  %s\n", line.c_str());
+    }
+  }
+
   SimResult Check() {
+    if (options_.verbose) PrintLog();
     // 1. Every device holds the same tree.
     auto first = Describe(devices_[0]);
     for (const Device& d : devices_) {
       auto other = Describe(d);
-      if (other != first) {
-        std::string diff;
-        for (const auto& [path, what] : first) {
-          auto it = other.find(path);
-          if (it == other.end())
-            diff += StrCat(" missing on dev", d.index, ": ", path, ";");
-          else if (it->second != what)
-            diff += StrCat(" differs: ", path, ";");
+      if (other == first) continue;
+      std::string diff;
+      for (const auto& [path, what] : first) {
+        auto it = other.find(path);
+        if (it == other.end()) {
+          diff += StrCat(" missing on dev", d.index, ": ", path, ";");
+        } else if (it->second != what) {
+          diff += StrCat(" differs: ", path, ";");
         }
-        for (const auto& [path, what] : other) {
-          if (!first.contains(path))
-            diff += StrCat(" only on dev", d.index, ": ", path, ";");
-        }
-        return Fail(StrCat("dev0 and dev", d.index, " differ:", diff.substr(0, 600)));
       }
+      for (const auto& [path, what] : other) {
+        if (!first.contains(path))
+          diff += StrCat(" only on dev", d.index, ": ", path, ";");
+      }
+      return Fail(StrCat("dev0 and dev", d.index, " differ:", diff.substr(0, 600)));
     }
     // 2. No edit is lost: every content no user replaced knowingly is somewhere.
     std::set<size_t> present;

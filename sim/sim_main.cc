@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failed;
       std::printf("FAIL %s\n", r.failure.c_str());
+      std::fflush(stdout);
     } else if (verbose) {
       std::printf("seed %llu ok: %d devices, trace %016llx\n",
                   static_cast<unsigned long long>(seed), r.devices,

@@ -746,8 +746,9 @@ absl::Status Cycle::RunOnce(bool* again) {
   std::set<std::string> retried_deletes;
   for (const auto& [id, stamp] : base_stamps) {
     auto local = scan.items.find(id);
+    // A remote op on it since (it was put back) makes the old delete moot.
     if (stamp != kRefusedDeleteStamp || planned.contains(id) ||
-        local == scan.items.end() ||
+        pulled.touched.contains(id) || local == scan.items.end() ||
         !SameOrBothAbsent(local->second.item.get(), base.at(id).get())) {
       continue;  // changed here meanwhile: the merge pushes it (an edit beats a delete)
     }
