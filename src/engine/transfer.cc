@@ -220,21 +220,29 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
 
 EngineChunkSource::EngineChunkSource(const TransferContext& context,
                                      const std::map<std::string, LocalItem>& local)
-    : context_(context) {
-  for (const auto& [id, entry] : local) {
-    for (const v1::Field& field : entry.item->fields()) {
-      if (!field.has_content()) continue;
-      uint64_t offset = 0;
-      for (const v1::ChunkRef& ref : field.content().chunks()) {
-        places_.try_emplace(ref.id(), Place{id, field.name(), offset, ref.size()});
-        offset += ref.size();
+    : context_(context), local_(&local) {}
+
+// Indexed on first use: a sync with nothing to write (the common case) never pays
+// for a map of every chunk of every local item.
+std::map<std::string, EngineChunkSource::Place>& EngineChunkSource::Places() const {
+  if (!indexed_) {
+    indexed_ = true;
+    for (const auto& [id, entry] : *local_) {
+      for (const v1::Field& field : entry.item->fields()) {
+        if (!field.has_content()) continue;
+        uint64_t offset = 0;
+        for (const v1::ChunkRef& ref : field.content().chunks()) {
+          places_.try_emplace(ref.id(), Place{id, field.name(), offset, ref.size()});
+          offset += ref.size();
+        }
       }
     }
   }
+  return places_;
 }
 
 std::optional<std::string> EngineChunkSource::ReadLocal(const v1::ChunkRef& ref) {
-  auto it = places_.find(ref.id());
+  auto it = Places().find(ref.id());
   if (it == places_.end()) return std::nullopt;
   const Place& place = it->second;
   absl::StatusOr<std::string> data =
@@ -249,7 +257,7 @@ std::optional<std::string> EngineChunkSource::ReadLocal(const v1::ChunkRef& ref)
 
 absl::StatusOr<std::string> EngineChunkSource::ResolveBase(const std::string& id,
                                                            int depth) {
-  auto place = places_.find(id);
+  auto place = Places().find(id);
   if (place != places_.end()) {
     v1::ChunkRef ref;
     ref.set_id(id);
@@ -318,7 +326,7 @@ std::vector<v1::ChunkRef> EngineChunkSource::Wanted(
   std::vector<v1::ChunkRef> wanted;
   std::set<std::string> seen;
   for (const v1::ChunkRef& ref : refs) {
-    if (places_.contains(ref.id()) || !seen.insert(ref.id()).second) continue;
+    if (Places().contains(ref.id()) || !seen.insert(ref.id()).second) continue;
     wanted.push_back(ref);
   }
   return wanted;

@@ -83,7 +83,11 @@ class EngineChunkSource final : public ChunkSource {
   std::optional<std::string> ReadLocal(const v1::ChunkRef& ref);
 
   TransferContext context_;
-  std::map<std::string, Place> places_;  // chunk id -> where local data holds it
+  std::map<std::string, Place>& Places() const;
+
+  const std::map<std::string, LocalItem>* local_;
+  mutable bool indexed_ = false;
+  mutable std::map<std::string, Place> places_;  // chunk id -> where local data holds it
   std::map<std::string, std::string> prefetched_;  // chunk id -> plaintext
 };
 
