@@ -723,8 +723,10 @@ class Run {
         SyncReport report;
         absl::Status s = Sync(d, FaultPlan(), true, &report);
         result_.syncs += 1;
-        if (!s.ok())
+        if (!s.ok()) {
+          if (options_.verbose) PrintLog();
           return Fail(StrCat("drain sync of dev", d.index, ": ", s.ToString()));
+        }
         if (report.pushed_items != 0 || report.pulled_items != 0) quiet = false;
       }
     }

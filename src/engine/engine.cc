@@ -347,6 +347,7 @@ const v1::Item* Find(const Map& map, const std::string& id) {
 MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
                        const Pulled& pulled) {
   MergePlan plan;
+  std::set<std::string> move_sources;  // local objects a remote move takes
   // Every id of the three sorted maps, in order, without building a set of them.
   std::vector<const std::string*> ids;
   ids.reserve(base.size());
@@ -403,7 +404,10 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
             Find(pulled.theirs, from->second) == nullptr &&
             SameOrBothAbsent(Find(base, from->second), Find(scan.items, from->second)) &&
             Find(scan.items, from->second) != nullptr && !refused_here(from->second) &&
-            o == nullptr;
+            o == nullptr &&
+            // One local object moves once: when several remote moves left from one id
+            // (it was put back and moved again), the later destinations are written.
+            move_sources.insert(from->second).second;
         bool write = true;
         if (movable) {
           plan.actions.push_back({LocalAction::kMove, id, from->second, nullptr});
