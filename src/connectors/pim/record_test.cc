@@ -1,7 +1,6 @@
 #include "src/connectors/pim/record.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -791,41 +790,6 @@ TEST(CorpusTest, SpotChecks) {
 
 // ---------------------------------------------------------------------------------
 // Speed: a typical 1 KiB vCard. Prints the time per parse; no limit is asserted.
-
-TEST(SpeedTest, ParseTypicalVcard) {
-  std::string text =
-      "BEGIN:VCARD\r\nVERSION:3.0\r\nPRODID:-//Apple Inc.//iPhone OS 17.0//EN\r\n"
-      "N:Lovelace;Ada;Augusta;Countess;\r\nFN:Ada Lovelace\r\n"
-      "ORG:Analytical Engine Society;Research\r\nTITLE:Mathematician\r\n"
-      "EMAIL;type=INTERNET;type=HOME;type=pref:ada@example.org\r\n"
-      "EMAIL;type=INTERNET;type=WORK:ada.lovelace@engine.example.com\r\n"
-      "TEL;type=CELL;type=VOICE;type=pref:+44 20 7946 0958\r\n"
-      "TEL;type=HOME;type=VOICE:+44 20 7946 0000\r\n"
-      "TEL;type=WORK;type=VOICE:+44 20 7946 0001\r\n"
-      "item1.ADR;type=HOME;type=pref:;;12 St James's Square;London;;SW1Y 4JH;United "
-      "Ki\r\n"
-      " ngdom\r\nitem1.X-ABADR:gb\r\n"
-      "item2.URL;type=pref:https\\://en.wikipedia.org/wiki/Ada_Lovelace\r\n"
-      "item2.X-ABLabel:_$!<HomePage>!$_\r\n"
-      "BDAY;value=date:1815-12-10\r\n"
-      "NOTE:First to publish an algorithm intended for the Analytical Engine.\\nWrot\r\n"
-      " e the notes in 1843.\r\n"
-      "CATEGORIES:Mathematics,History,Computing\r\n"
-      "X-SOCIALPROFILE;type=twitter:https://twitter.com/ada\r\n"
-      "REV:2025-01-01T12:00:00Z\r\nUID:5C1B2F8E-1D3A-4B5C-9E7F-0123456789AB\r\n"
-      "END:VCARD\r\n";
-  ASSERT_GT(text.size(), 900u);
-  ASSERT_TRUE(ParseRecord(kContact, text).ok());
-  constexpr int kRounds = 2000;
-  size_t fields = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kRounds; ++i) fields += ParseRecord(kContact, text)->fields.size();
-  const auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_EQ(fields, static_cast<size_t>(kRounds) * 22);
-  std::cout << "ParseRecord, " << text.size() << "-byte vCard: "
-            << std::chrono::duration<double, std::micro>(elapsed).count() / kRounds
-            << " us\n";
-}
 
 }  // namespace
 }  // namespace ferry::pim
