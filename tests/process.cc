@@ -131,7 +131,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   return result;
 }
 
-FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extra_args)
+FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extra_args,
+                             std::string listen)
     : data_dir_(std::move(data_dir)) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) {
@@ -142,8 +143,8 @@ FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extr
   // ferryd's log goes to a file beside its data, not to the test's own stderr.
   std::string log_path = data_dir_ + ".log";
   int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  std::vector<std::string> argv = {FerrydPath(),  "--data",      data_dir_, "--listen",
-                                   "127.0.0.1:0", "--log-level", "warn"};
+  std::vector<std::string> argv = {FerrydPath(), "--data",      data_dir_, "--listen",
+                                   listen,       "--log-level", "warn"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   pid_ = Spawn(argv, null_in, out[1], log);
   ::close(null_in);

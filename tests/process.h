@@ -38,7 +38,9 @@ class FerrydProcess {
  public:
   // Starts ferryd on `data_dir` and waits (bounded) until it prints its address.
   // Check ok() after construction; error() says what went wrong.
-  explicit FerrydProcess(std::string data_dir, std::vector<std::string> extra_args = {});
+  // `listen`: host:port, port 0 for a free one (a restart passes the old address).
+  explicit FerrydProcess(std::string data_dir, std::vector<std::string> extra_args = {},
+                         std::string listen = "127.0.0.1:0");
   ~FerrydProcess();
 
   bool ok() const { return pid_ > 0 && !address_.empty(); }
