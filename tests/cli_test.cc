@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <regex>
 
 #include "gtest/gtest.h"
@@ -193,6 +194,34 @@ TEST_F(CliTest, ContactsConflictShownAndResolved) {
   EXPECT_EQ(Ferry("phone", {"conflicts"}).out, "");  // resolved ones are hidden
   EXPECT_NE(Ferry("phone", {"conflicts", "--all"}).out.find("(resolved)"),
             std::string::npos);
+}
+
+TEST_F(CliTest, CrashWhileAddingACollectionLeavesAUsableDevice) {
+  ASSERT_EQ(Login("laptop", "create", "laptop").exit_code, 0);
+  std::mt19937_64 random(11);
+  int killed = 0;
+  for (int round = 0; round < 12; ++round) {
+    std::string name = "Col" + std::to_string(round);
+    std::string path = dir_ / ("col-" + std::to_string(round));
+    std::vector<std::string> argv = {FerryPath(), "--home", dir_ / "laptop", "add", name,
+                                     "--path",    path};
+    // Killed at a random moment (the timeout only places the kill).
+    CommandResult first = RunCommand(argv, "", static_cast<int>(1 + random() % 80));
+    killed += first.exit_code == -1;
+    // Whatever the kill left, adding again works or says it is done, and every
+    // command goes on working.
+    CommandResult again = Ferry("laptop", {"add", name, "--path", path});
+    EXPECT_TRUE(again.exit_code == 0 ||
+                again.err.find("already syncs") != std::string::npos)
+        << round << ": " << again.out << again.err;
+    CommandResult status = Ferry("laptop", {"status"});
+    ASSERT_EQ(status.exit_code, 0) << round << ": " << status.err;
+    EXPECT_NE(status.out.find(name), std::string::npos) << status.out;
+  }
+  EXPECT_GE(killed, 3) << "too few kills landed during `ferry add`";
+  std::ofstream(dir_ / "col-0/file") << "data";
+  CommandResult sync = Ferry("laptop", {"sync"});
+  EXPECT_EQ(sync.exit_code, 0) << sync.out << sync.err;
 }
 
 TEST_F(CliTest, PinnedCertificateRefusesAnotherServer) {

@@ -1,11 +1,13 @@
 // File sync end to end: a real ferryd, three devices with their own homes and folders,
 // the real engine and files connector.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "gtest/gtest.h"
 #include "src/client/collections.h"
@@ -337,6 +339,89 @@ TEST_F(SyncTest, OfflineDeviceCatchesUp) {
   c_.Sync();  // offline for all twelve rounds
   ExpectSameTrees();
   EXPECT_EQ(ReadFile(c_.root / "log.txt"), text);
+}
+
+// Scenarios from other tools' data-loss reports.
+
+TEST_F(SyncTest, CaseOnlyRenameArrivesAsARename) {
+  WriteFile(a_.root / "README", "read me");
+  WriteFile(a_.root / "Docs/Notes.txt", "notes");
+  a_.Sync();
+  b_.Sync();
+  fs::rename(a_.root / "README", a_.root / "readme");
+  fs::rename(a_.root / "Docs", a_.root / "docs");
+  a_.Sync();
+  SyncReport got = b_.Sync();
+  EXPECT_EQ(got.downloaded_chunks, 0u);  // renames cost no content
+  EXPECT_FALSE(fs::exists(b_.root / "README"));
+  EXPECT_FALSE(fs::exists(b_.root / "Docs"));
+  EXPECT_EQ(ReadFile(b_.root / "readme"), "read me");
+  EXPECT_EQ(ReadFile(b_.root / "docs/Notes.txt"), "notes");
+  c_.Sync();
+  ExpectSameTrees();
+}
+
+TEST_F(SyncTest, FolderRestoredFromAnOldBackupIsAnEdit) {
+  // A backup made now, then newer edits, then the backup restored with its old
+  // mtimes (as `cp -a` or a restore tool does): the restored versions are changes like
+  // any other, never taken for "older, so ignored".
+  for (int i = 0; i < 5; ++i)
+    WriteFile(a_.root / ("f" + std::to_string(i)), "v1 " + std::to_string(i));
+  a_.Sync();
+  b_.Sync();
+  fs::path backup = dir_ / "backup";
+  fs::copy(a_.root, backup, fs::copy_options::recursive);
+  struct timespec old_times[2] = {{1000000000, 0}, {1000000000, 0}};  // 2001
+  for (int i = 0; i < 5; ++i) {
+    ::utimensat(AT_FDCWD, (backup / ("f" + std::to_string(i))).c_str(), old_times, 0);
+  }
+  for (int i = 0; i < 5; ++i)
+    WriteFile(a_.root / ("f" + std::to_string(i)), "v2 " + std::to_string(i));
+  a_.Sync();
+  b_.Sync();
+  for (int i = 0; i < 5; ++i) {
+    fs::copy_file(backup / ("f" + std::to_string(i)), a_.root / ("f" + std::to_string(i)),
+                  fs::copy_options::overwrite_existing);
+    ::utimensat(AT_FDCWD, (a_.root / ("f" + std::to_string(i))).c_str(), old_times, 0);
+  }
+  a_.Sync();
+  b_.Sync();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(ReadFile(b_.root / ("f" + std::to_string(i))), "v1 " + std::to_string(i));
+  }
+  c_.Sync();
+  ExpectSameTrees();
+}
+
+TEST_F(SyncTest, LongOfflineEditsOnTwoDevicesKeepBoth) {
+  WriteFile(a_.root / "shared.txt", "start");
+  a_.Sync();
+  b_.Sync();
+  // Both edit the same file and others for a long time without syncing.
+  for (int round = 0; round < 10; ++round) {
+    WriteFile(a_.root / "shared.txt", "a round " + std::to_string(round));
+    WriteFile(b_.root / "shared.txt", "b round " + std::to_string(round));
+    WriteFile(a_.root / ("a-" + std::to_string(round)), "a");
+    WriteFile(b_.root / ("b-" + std::to_string(round)), "b");
+  }
+  a_.Sync();
+  SyncReport b = b_.Sync();
+  EXPECT_EQ(b.conflicts, 1u);
+  a_.Sync();
+  c_.Sync();
+  ExpectSameTrees();
+  // Both last versions of shared.txt are there: one under its name, one as a copy.
+  std::set<std::string> versions;
+  for (const auto& entry : fs::directory_iterator(c_.root)) {
+    if (entry.path().filename().string().starts_with("shared")) {
+      versions.insert(ReadFile(entry.path()));
+    }
+  }
+  EXPECT_EQ(versions, (std::set<std::string>{"a round 9", "b round 9"}));
+  for (int round = 0; round < 10; ++round) {
+    EXPECT_TRUE(fs::exists(c_.root / ("a-" + std::to_string(round))));
+    EXPECT_TRUE(fs::exists(c_.root / ("b-" + std::to_string(round))));
+  }
 }
 
 TEST_F(SyncTest, MassDeletionGuard) {

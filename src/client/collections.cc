@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <memory>
 
@@ -134,15 +135,27 @@ absl::StatusOr<LocalCollection> AddCollection(Device& device, const std::string&
   local.kind = kind;
   local.root = path;
   local.state_path = StatePath(home, info->collection_id);
-  FERRY_RETURN_IF_ERROR(
-      MakeDirs(StrCat(home, kCollectionsDir, "/", info->collection_id), 0700));
-  FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
-  engine::ShadowUpdate update;
-  update.settings = {{"collection_id", local.collection_id},
-                     {"name", name},
-                     {"kind", kind},
-                     {"root", path}};
-  FERRY_RETURN_IF_ERROR(shadow->Commit(update));
+  // The shadow is made under another name and renamed into place once it says which
+  // collection it is: a crash in between leaves no half-added collection behind.
+  std::string dir = StrCat(home, kCollectionsDir, "/", info->collection_id);
+  FERRY_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  std::string adding = dir + "/shadow.db.adding";
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    ::unlink(StrCat(adding, suffix).c_str());  // left by an add that crashed
+  }
+  {
+    FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(adding));
+    engine::ShadowUpdate update;
+    update.settings = {{"collection_id", local.collection_id},
+                       {"name", name},
+                       {"kind", kind},
+                       {"root", path}};
+    FERRY_RETURN_IF_ERROR(shadow->Commit(update));
+  }  // closed: its write-ahead log is folded in and removed
+  if (::rename(adding.c_str(), local.state_path.c_str()) != 0) {
+    return ErrnoStatus(errno, "rename to", local.state_path);
+  }
+  FERRY_RETURN_IF_ERROR(SyncDir(dir));
   return local;
 }
 
