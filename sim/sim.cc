@@ -718,6 +718,7 @@ class Run {
     bool quiet = false;
     for (int round = 0; round < kDrainRoundsMax && !quiet; ++round) {
       quiet = true;
+      std::set<uint64_t> heads;  // quiet also means everyone saw the same head
       for (Device& d : devices_) {
         clock_.Advance(1000);
         SyncReport report;
@@ -728,7 +729,9 @@ class Run {
           return Fail(StrCat("drain sync of dev", d.index, ": ", s.ToString()));
         }
         if (report.pushed_items != 0 || report.pulled_items != 0) quiet = false;
+        heads.insert(report.head_seq);
       }
+      if (heads.size() > 1) quiet = false;
     }
     if (!quiet) return Fail(StrCat("no quiet round after ", kDrainRoundsMax, " rounds"));
     return Check();

@@ -189,6 +189,12 @@ absl::Status Cycle::RecoverIntent() {
     return c_.shadow->Commit(clear);  // not committed; the next scan finds the changes
   }
   FERRY_RETURN_IF_ERROR(appended.status());
+  if (!appended->duplicate()) {  // appended now: part of this sync's push
+    report_->pushed_transactions += 1;
+    report_->pushed_items += static_cast<uint64_t>(tx.ops_size());
+    report_->pushed_bytes += intent.size();
+  }
+  report_->head_seq = std::max(report_->head_seq, appended->seq());
   ItemMap items;
   StampMap stamps;
   FERRY_RETURN_IF_ERROR(c_.shadow->Load(&items, &stamps));
