@@ -88,7 +88,7 @@ cat <<MSG
 
 Everything is in $demo:
   laptop-docs/, phone-docs/  the two synced folders (left in place: look around)
-  server/          ferryd's data: ferry.db (SQLite), chunks/, tls/ (certificate, fingerprint)
+  server/          ferryd's data: ferry.db (SQLite), packs/ (chunk data), tls/ (certificate, fingerprint)
   laptop/, phone/  the two devices' state (device.toml, pinned server.pem, collections/)
   ferryd.log       the server's log
 Start the server again with:  $ferryd --data $demo/server --listen $address
