@@ -326,20 +326,6 @@ class FaultyConnector final : public Connector {
   bool crashed_ = false;
 };
 
-uint64_t Fnv(std::string_view text, uint64_t hash = 14695981039346656037ull) {
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 1099511628211ull;
-  }
-  return hash;
-}
-
-std::string Hex64(uint64_t v) {
-  char out[17];
-  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(v));
-  return out;
-}
-
 std::string ReadAll(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in),
@@ -393,7 +379,7 @@ class Run {
   }
 
   void Trace(const std::string& line) {
-    trace_hash_ = Fnv(line + "\n", trace_hash_);
+    trace_hash_ = Fnv1a64(line + "\n", trace_hash_);
     if (options_.verbose) {
       std::printf("  %s\n", line.c_str());
       std::fflush(stdout);
@@ -840,7 +826,7 @@ class Run {
   std::map<size_t, bool> live_;
   std::vector<std::string> markers_;
   std::set<std::string> names_;
-  uint64_t trace_hash_ = 14695981039346656037ull;
+  uint64_t trace_hash_ = kFnv1aOffset;
   SimResult result_;
 };
 

@@ -5,6 +5,7 @@
 #define FERRY_CORE_STRINGS_H_
 
 #include <concepts>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,37 @@ std::string StrCat(const Pieces&... pieces) {
   std::string out;
   (strings_internal::Append(out, pieces), ...);
   return out;
+}
+
+// Lower-case hex of `bytes`, two digits a byte.
+inline std::string Hex(std::string_view bytes) {
+  constexpr std::string_view kDigits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+// `value` as 16 lower-case hex digits.
+inline std::string Hex64(uint64_t value) {
+  constexpr std::string_view kDigits = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, value >>= 4) out[i] = kDigits[value & 15];
+  return out;
+}
+
+// 64-bit FNV-1a: a fast, stable, non-cryptographic hash (names derived from content,
+// trace hashes). `hash` continues an earlier one.
+inline constexpr uint64_t kFnv1aOffset = 14695981039346656037ull;
+inline uint64_t Fnv1a64(std::string_view text, uint64_t hash = kFnv1aOffset) {
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
 }
 
 }  // namespace ferry

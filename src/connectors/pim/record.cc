@@ -94,16 +94,7 @@ bool IsSingleValued(RecordKind kind, std::string_view upper_name) {
 }
 
 // FNV-1a, 64 bits, as 16 lower-case hex digits.
-void AppendHash(std::string& out, std::string_view text) {
-  uint64_t hash = 14695981039346656037ull;
-  for (char c : text) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ull;
-  }
-  constexpr std::string_view kDigits = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4)
-    out.push_back(kDigits[(hash >> shift) & 15]);
-}
+void AppendHash(std::string& out, std::string_view text) { out += Hex64(Fnv1a64(text)); }
 
 // Appends `text` with '%', the characters in `specials` and, when `text` is not valid
 // UTF-8, every byte above 0x7F written as %XX.

@@ -86,15 +86,6 @@ bool SafeStem(std::string_view name) {
   return IsValidUtf8(name);
 }
 
-uint64_t Fnv1a(std::string_view text) {
-  uint64_t hash = 14695981039346656037ull;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 1099511628211ull;
-  }
-  return hash;
-}
-
 absl::StatusOr<std::string> ReadWhole(const RootDir& root, const std::string& name,
                                       size_t max_bytes) {
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<files::FileReader> reader,
@@ -182,9 +173,7 @@ std::string RecordsConnector::NewFileName(const std::string& id) const {
     return StrCat(id.substr(kFileIdPrefix.size()), ext);
   }
   if (PortableName(id)) return StrCat(id, ext);
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(Fnv1a(id)));
-  return StrCat("ferry-", hex, ext);
+  return StrCat("ferry-", Hex64(Fnv1a64(id)), ext);
 }
 
 absl::StatusOr<ScanResult> RecordsConnector::Scan(

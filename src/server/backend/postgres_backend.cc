@@ -101,17 +101,6 @@ constexpr int64_t kMigrationLockKey = 0x6665727279;
 // The NOTIFY channel; the payload is "<hex collection id> <head seq>".
 constexpr char kHeadsChannel[] = "ferry_heads";
 
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 // Parses a payload of kHeadsChannel; false when it is malformed.
 bool ParseHeadPayload(std::string_view payload, std::string* collection_id,
                       uint64_t* head) {

@@ -91,17 +91,6 @@ constexpr size_t kAppendBatchMax = 256;
 // Connections for reads, beside the one that writes.
 constexpr size_t kReadConnections = 4;
 
-std::string Hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 DeviceRecord ReadDevice(const sqlite::Statement& s) {
   DeviceRecord d;
   d.device_id = s.ColumnText(0);
@@ -496,9 +485,9 @@ class SqliteBackend final : public Backend {
     std::optional<PackLocation> at;
     {
       Reader reader = Read();
-      FERRY_ASSIGN_OR_RETURN(auto s,
-                             reader.db->Prepare("SELECT size, pack, pack_offset FROM chunks"
-                                                " WHERE collection_id = ? AND chunk_id = ?"));
+      FERRY_ASSIGN_OR_RETURN(
+          auto s, reader.db->Prepare("SELECT size, pack, pack_offset FROM chunks"
+                                     " WHERE collection_id = ? AND chunk_id = ?"));
       s.BindText(1, collection_id).BindBlob(2, id);
       FERRY_ASSIGN_OR_RETURN(bool found, s.Step());
       if (!found) return absl::NotFoundError("chunk not stored");
