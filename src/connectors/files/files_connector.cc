@@ -46,9 +46,11 @@ std::string TypeName(FileStat::Type type) {
   return "other";
 }
 
-std::string EncodeStamp(const FileStat& s) {
-  return StrCat(TypeName(s.type), ":", s.size, ":", s.mtime_ns, ":", s.inode, ":",
-                s.mode);
+// "type:size:mtime_ns:inode:mode", marked when racy at `now_ms` (root_dir.h).
+std::string EncodeStamp(const FileStat& s, int64_t now_ms) {
+  return MarkIfRacy(
+      StrCat(TypeName(s.type), ":", s.size, ":", s.mtime_ns, ":", s.inode, ":", s.mode),
+      s, now_ms);
 }
 
 // The FileStat a stamp encodes; nullopt for "" or a damaged stamp.
@@ -277,8 +279,9 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   // Temporary files of ours that nothing has touched for a long time were left by a
   // crash: removed (if still unchanged) after the walk.
   std::vector<std::pair<std::string, FileStat>> stale_temps;
+  const int64_t scan_ms = env_->NowMs();
   const int64_t stale_before_ns =
-      (env_->NowMs() - options_.stale_temp_age_ms) * int64_t{1000000};
+      (scan_ms - options_.stale_temp_age_ms) * int64_t{1000000};
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
         std::string_view name = path;
@@ -297,10 +300,11 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
           result.skipped.emplace_back(path, "not a file, directory or symbolic link");
           return;
         }
-        std::string stamp = EncodeStamp(stat);
+        std::string stamp = EncodeStamp(stat, scan_ms);
         auto old = stamps.find(path);
         auto item = synced.find(path);
-        if (old != stamps.end() && old->second == stamp && item != synced.end()) {
+        if (old != stamps.end() && StampUnchanged(old->second, stamp) &&
+            item != synced.end()) {
           result.items[path] = LocalItem{item->second, stamp};
           return;
         }
@@ -356,7 +360,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
       result.bytes_read += to_hash[i].second.size;
       result.items[path] =
           LocalItem{std::make_shared<const v1::Item>(*std::move(hashed[i])),
-                    EncodeStamp(to_hash[i].second)};
+                    EncodeStamp(to_hash[i].second, scan_ms)};
       continue;
     }
     // A file being written or unreadable now: its synced version stands for it this
@@ -471,7 +475,7 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
   FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root->Stat(id));
   if (!stat.has_value())
     return absl::AbortedError(StrCat(id, " vanished after it was written"));
-  return EncodeStamp(*stat);
+  return EncodeStamp(*stat, env_->NowMs());
 }
 
 // Files are written in two phases so the batch costs two flushes (see
@@ -531,7 +535,7 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     } else if (!stat->has_value()) {
       results[i] = absl::AbortedError(StrCat(r.id, " vanished after it was written"));
     } else {
-      results[i] = EncodeStamp(**stat);
+      results[i] = EncodeStamp(**stat, env_->NowMs());
     }
   }
   absl::Status renamed = (*root)->SyncAll();
@@ -561,7 +565,7 @@ absl::StatusOr<std::string> FilesConnector::Move(const std::string& from,
   FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, root->Stat(to));
   if (!stat.has_value())
     return absl::AbortedError(StrCat(to, " vanished after the move"));
-  return EncodeStamp(*stat);
+  return EncodeStamp(*stat, env_->NowMs());
 }
 
 std::string FilesConnector::ConflictCopyId(const std::string& id,

@@ -289,6 +289,59 @@ class FilesConnectorMemTest : public ::testing::Test {
   ScanResult scan_;
 };
 
+// A clock the test holds still or moves: the file system's and the connector's.
+class StoppedClockEnv final : public Env {
+ public:
+  int64_t NowMs() override { return now_ms; }
+  std::string RandomBytes(size_t n) override { return Env::Default()->RandomBytes(n); }
+  int64_t now_ms = 1'790'000'000'000;
+};
+
+TEST(FilesConnectorStampTest, ASameSizeRewriteInTheSameClockTickIsSeen) {
+  seal::Init();
+  StoppedClockEnv clock;
+  MemFileSystem mem([&] { return clock.now_ms * int64_t{1000000}; });
+  MemFsEnv env(&mem, &clock);
+  ASSERT_TRUE(mem.Mkdir("/sync").ok());
+  ASSERT_TRUE(mem.WriteFile("/sync/f.txt", "one").ok());
+  seal::CollectionKey key{seal::SecretKey::Random(), 1};
+  seal::ContentHasher hasher{key};
+  FilesOptions options;
+  options.root = "/sync";
+  options.case_insensitive = false;
+  options.env = &env;
+  FilesConnector connector(options, &hasher, ChunkerSeed(hasher));
+
+  auto first = connector.Scan({}, {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  const LocalItem one = first->items.at("f.txt");
+  EXPECT_EQ(one.stamp.back(), kRacyMark);
+  // Same size, same inode, and the clock has not ticked: only the bytes differ.
+  ASSERT_TRUE(mem.WriteFile("/sync/f.txt", "two").ok());
+  std::map<std::string, ItemPtr> synced = {{"f.txt", one.item}};
+  std::map<std::string, std::string> stamps = {{"f.txt", one.stamp}};
+  auto second = connector.Scan(synced, stamps);
+  ASSERT_TRUE(second.ok()) << second.status();
+  const LocalItem two = second->items.at("f.txt");
+  EXPECT_EQ(second->bytes_read, 3u);
+  EXPECT_NE(engine::FindField(*two.item, "content")->DebugString(),
+            engine::FindField(*one.item, "content")->DebugString());
+
+  // Once the file has aged, its stamp is trusted and it is not read again.
+  clock.now_ms += kRacyWindowMs + 1;
+  synced["f.txt"] = two.item;
+  stamps["f.txt"] = two.stamp;
+  auto third = connector.Scan(synced, stamps);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->bytes_read, 3u);
+  EXPECT_NE(third->items.at("f.txt").stamp.back(), kRacyMark);
+  stamps["f.txt"] = third->items.at("f.txt").stamp;
+  auto fourth = connector.Scan(synced, stamps);
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  EXPECT_EQ(fourth->bytes_read, 0u);
+  EXPECT_EQ(fourth->items.at("f.txt").item, two.item);
+}
+
 TEST_F(FilesConnectorMemTest, DiskFullLeavesTheTargetAsItWas) {
   const LocalItem f = scan_.items["f.txt"];
   MapChunks chunks;

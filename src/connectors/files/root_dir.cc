@@ -11,6 +11,15 @@ bool SameFile(const FileStat& a, const FileStat& b) {
          a.inode == b.inode && a.mode == b.mode;
 }
 
+std::string MarkIfRacy(std::string stamp, const FileStat& stat, int64_t now_ms) {
+  if (stat.mtime_ns / 1000000 > now_ms - kRacyWindowMs) stamp += kRacyMark;
+  return stamp;
+}
+
+bool StampUnchanged(const std::string& old, const std::string& fresh) {
+  return old == fresh && !old.empty() && old.back() != kRacyMark;
+}
+
 absl::StatusOr<std::unique_ptr<RootDir>> RootDir::Open(const std::string& path) {
   absl::StatusOr<std::unique_ptr<DiskRootDir>> disk = DiskRootDir::Open(path);
   if (!disk.ok()) return disk.status();

@@ -58,6 +58,23 @@ struct FileStat {
 // True when type, size, mtime_ns, inode and mode of `a` and `b` are equal.
 bool SameFile(const FileStat& a, const FileStat& b);
 
+// Stamps (what a connector saw of a file, to skip reading it next time) and the
+// "racy" file: two writes within one tick of the file system's clock, same size,
+// leave size, mtime, inode and mode all equal, so a stamp taken between them would
+// hide the second. A stamp taken while the file's mtime is less than
+// kRacyWindowMs old (or in the future) carries kRacyMark and is never trusted: the
+// next scan reads the file again, and trusts it once its mtime has aged. 2 s covers
+// the coarsest common clock (FAT); ext4 and tmpfs tick every few milliseconds.
+inline constexpr int64_t kRacyWindowMs = 2000;
+inline constexpr char kRacyMark = '~';
+
+// `stamp` with kRacyMark appended when `stat` is racy at `now_ms`.
+std::string MarkIfRacy(std::string stamp, const FileStat& stat, int64_t now_ms);
+
+// True when an object whose stamp is now `fresh` may be taken as unchanged since
+// `old` was recorded: equal, and `old` was not racy.
+bool StampUnchanged(const std::string& old, const std::string& fresh);
+
 // An open regular file. Reads see the file that was opened, also after it is renamed
 // or replaced; not thread-safe (one reader per thread). A reader does not outlive the
 // RootDir that opened it.

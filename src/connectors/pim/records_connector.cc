@@ -22,9 +22,11 @@ constexpr size_t kFileNameBytesMax = 200;
 
 // A stamp is the file name, a NUL, then "size:mtime_ns:inode:mode" of its lstat, so
 // that the shadow knows which file holds an item without reading any.
-std::string EncodeStamp(const std::string& file, const FileStat& stat) {
-  return StrCat(file, std::string_view("\0", 1), stat.size, ":", stat.mtime_ns, ":",
-                stat.inode, ":", stat.mode);
+// It is marked when racy at `now_ms` (root_dir.h).
+std::string EncodeStamp(const std::string& file, const FileStat& stat, int64_t now_ms) {
+  return files::MarkIfRacy(StrCat(file, std::string_view("\0", 1), stat.size, ":",
+                                  stat.mtime_ns, ":", stat.inode, ":", stat.mode),
+                           stat, now_ms);
 }
 
 struct Stamp {
@@ -194,8 +196,9 @@ absl::StatusOr<ScanResult> RecordsConnector::Scan(
     if (decoded.has_value()) synced_by_file[decoded->file] = {id, stamp};
   }
   std::vector<std::pair<std::string, FileStat>> files, stale_temps;
+  const int64_t scan_ms = env_->NowMs();
   const int64_t stale_before_ns =
-      (env_->NowMs() - options_.stale_temp_age_ms) * int64_t{1000000};
+      (scan_ms - options_.stale_temp_age_ms) * int64_t{1000000};
   std::string_view ext = Extension();
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
@@ -249,9 +252,10 @@ absl::StatusOr<ScanResult> RecordsConnector::Scan(
     result.items[id] = std::move(local);
   };
   for (const auto& [file, stat] : files) {
-    std::string stamp = EncodeStamp(file, stat);
+    std::string stamp = EncodeStamp(file, stat, scan_ms);
     auto before = synced_by_file.find(file);
-    if (before != synced_by_file.end() && before->second.second == stamp) {
+    if (before != synced_by_file.end() &&
+        files::StampUnchanged(before->second.second, stamp)) {
       auto item = synced.find(before->second.first);
       if (item != synced.end()) {
         add(item->first, file, LocalItem{item->second, stamp}, stat.mtime_ns);
@@ -412,7 +416,7 @@ std::vector<absl::StatusOr<std::string>> RecordsConnector::ApplyBatch(
     } else {
       file_of_[r.id] = p.file;
       edit_ms_[r.id] = (*stat)->mtime_ns / 1000000;
-      results[p.index] = EncodeStamp(p.file, **stat);
+      results[p.index] = EncodeStamp(p.file, **stat, env_->NowMs());
     }
   }
   absl::Status renamed = root_->SyncAll();

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "src/connectors/files/mem_env.h"
 #include "src/connectors/files/mem_file_system.h"
+#include "src/connectors/files/root_dir.h"
 
 namespace ferry::pim {
 namespace {
@@ -190,6 +191,50 @@ TEST(RecordsConnectorEnvTest, TimeComesFromTheEnv) {
   auto stat = mem.Stat("/c/carol.vcf");
   ASSERT_TRUE(stat.ok() && stat->has_value());
   EXPECT_EQ((*stat)->mtime_ns, clock.now_ms * 1'000'000);
+}
+
+// A record the connector wrote and the user rewrote within one tick of the clock,
+// to the same size (the phone's "phone" over ferry's "first"): the edit is seen.
+TEST(RecordsConnectorEnvTest, ASameSizeRewriteInTheTickOfTheApplyIsSeen) {
+  FakeEnv clock;
+  files::MemFileSystem mem([&] { return clock.now_ms * 1'000'000; });
+  files::MemFsEnv env(&mem, &clock);
+  ASSERT_TRUE(mem.Mkdir("/c").ok());
+  RecordsOptions options;
+  options.root = "/c";
+  options.env = &env;
+  RecordsConnector connector(options);
+  v1::Item card;
+  card.set_id("ada");
+  for (auto [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"VCARD", ""},
+                                                        {"VCARD/VERSION", "VERSION:4.0"},
+                                                        {"VCARD/UID", "UID:ada"},
+                                                        {"VCARD/NOTE", "NOTE:first"}}) {
+    card = WithField(card, name, value);
+  }
+  auto stamp = connector.Apply("ada", "", &card, nullptr);
+  ASSERT_TRUE(stamp.ok()) << stamp.status();
+  EXPECT_EQ(stamp->back(), files::kRacyMark);
+  std::string text = *mem.ReadFile("/c/ada.vcf");
+  text.replace(text.find("first"), 5, "phone");
+  ASSERT_TRUE(mem.WriteFile("/c/ada.vcf", text).ok());  // same inode, size and mtime
+
+  auto card_ptr = std::make_shared<const v1::Item>(card);
+  auto scan = connector.Scan({{"ada", card_ptr}}, {{"ada", *stamp}});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(Field(*scan->items.at("ada").item, "VCARD/NOTE"), "NOTE:phone");
+
+  // Aged, the stamp is trusted and the file is not read.
+  clock.now_ms += files::kRacyWindowMs + 1;
+  auto aged = connector.Scan({{"ada", scan->items.at("ada").item}},
+                             {{"ada", scan->items.at("ada").stamp}});
+  ASSERT_TRUE(aged.ok()) << aged.status();
+  auto again = connector.Scan({{"ada", aged->items.at("ada").item}},
+                              {{"ada", aged->items.at("ada").stamp}});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->bytes_read, 0u);
+  EXPECT_EQ(again->items.at("ada").item, aged->items.at("ada").item);
 }
 
 }  // namespace
