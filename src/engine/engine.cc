@@ -180,6 +180,7 @@ absl::Status Cycle::RecoverIntent() {
   if (intent.empty()) return absl::OkStatus();
   FERRY_ASSIGN_OR_RETURN(v1::Transaction tx,
                          seal::OpenTransaction(*c_.key, c_.collection_id, intent));
+  FERRY_RETURN_IF_ERROR(KeepLease());
   absl::StatusOr<v1::AppendResponse> appended =
       c_.client->Append(c_.collection_id, intent, fencing_token_);
   if (absl::IsAborted(appended.status()) ||
@@ -233,7 +234,7 @@ absl::Status Cycle::AcquireLease() {
 }
 
 absl::Status Cycle::KeepLease() {
-  if (fencing_token_ == 0) return absl::OkStatus();
+  if (fencing_token_ == 0) return AcquireLease();  // taken only once there is a push
   int64_t now = env_->NowMs();
   if (now < lease_expires_ms_ - static_cast<int64_t>(options_.lease_ttl_ms / 2)) {
     return absl::OkStatus();
@@ -964,7 +965,10 @@ absl::Status Cycle::Push(std::vector<v1::Op> ops,
 
 absl::Status Cycle::Run() {
   FERRY_RETURN_IF_ERROR(CheckConnector());
-  FERRY_RETURN_IF_ERROR(AcquireLease());
+  // The lease is taken right before the first append (KeepLease), not here: a sync
+  // with nothing to push (the common case) costs no lease round trips and keeps no
+  // other device waiting. Appends are compare-and-append, so the log stays linear
+  // either way; the lease only makes pushing devices take turns.
   absl::Status status = RecoverIntent();
   for (int cycle = 0; status.ok() && cycle < kCyclesMax; ++cycle) {
     bool again = false;
