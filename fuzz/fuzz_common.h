@@ -72,6 +72,34 @@ inline std::string SealFuzzPayload(std::string_view input) {
 
 // Input: the 6 header bytes of a sealed chunk, then the payload. Returns an authentic
 // sealed chunk for `id` in kCollectionId (see the format in seal.cc), or "".
+// The base that delta chunks are opened against: 8 KiB of fixed bytes.
+inline const std::string& FuzzBase() {
+  static const std::string* base = [] {
+    auto* b = new std::string(8192, '\0');
+    uint32_t x = 1;
+    for (char& c : *b) {
+      x = x * 1103515245u + 12345u;
+      c = static_cast<char>(x >> 24);
+    }
+    return b;
+  }();
+  return *base;
+}
+
+// A delta chunk made authentic: `input` is its 6 header bytes (version 2) and its
+// frame; the header gets FuzzBase()'s id, so opening reaches the frame's decoding.
+inline std::string SealFuzzDeltaChunk(std::string_view id, std::string_view input) {
+  if (input.size() < 6 || input[0] != 2) return "";
+  std::string header(input.substr(0, 6));
+  header.append(Hasher().ChunkId(FuzzBase()));
+  std::string aad = "ferry-chunk-v1";
+  aad.append(kCollectionId);
+  aad.push_back('\0');
+  aad.append(id);
+  aad.append(header);
+  return header + FixedNonceSeal(aad, input.substr(6));
+}
+
 inline std::string SealFuzzChunk(std::string_view id, std::string_view input) {
   if (input.size() < 6) return "";
   std::string_view header = input.substr(0, 6);

@@ -96,6 +96,21 @@ bool ChunkSeeds(const fs::path& dir) {
   ok = ok && Write(dir / "payload_zstd", Hasher().ChunkId(plain) + header + z);
   header[1] = 0;
   ok = ok && Write(dir / "payload_raw", Hasher().ChunkId(plain) + header + plain);
+  // Delta chunks against FuzzBase(): sealed for real, and in authentic mode (id, the
+  // 6 header bytes of a block delta, its frame: one copy and a few new bytes).
+  std::string edited = ferry::fuzz::FuzzBase();
+  edited.replace(4000, 5, "fuzz!");
+  auto delta = ferry::seal::SealChunkBlockDelta(
+      Key(), Hasher(), kCollectionId, edited, Hasher().ChunkId(ferry::fuzz::FuzzBase()),
+      Hasher().BlockSignatures(ferry::fuzz::FuzzBase()));
+  ok = ok && delta.ok() && Write(dir / "sealed_block_delta", delta->id + delta->data);
+  // copy 64 bytes from offset 0 (tag 64 << 1 | 1), then 10 new bytes (tag 10 << 1).
+  std::string ops = {static_cast<char>(0x81), 0x01, 0x00, 0x14};
+  ops += "0123456789";
+  std::string copied = ferry::fuzz::FuzzBase().substr(0, 64) + "0123456789";
+  std::string delta_header = {2, 3, static_cast<char>(copied.size()), 0, 0, 0};
+  ok = ok && Write(dir / "payload_block_delta",
+                   Hasher().ChunkId(copied) + delta_header + Zstd(ops));
   return ok;
 }
 

@@ -14,6 +14,7 @@
 #include "src/client/device.h"
 #include "src/engine/items.h"
 #include "src/seal/seal.h"
+#include "src/sqlite/sqlite.h"
 #include "tests/process.h"
 
 namespace ferry {
@@ -264,6 +265,49 @@ TEST_F(SyncTest, ScatteredEditsTravelAsDeltasWhereverChunkBoundariesMove) {
   EXPECT_LT(got.pulled_bytes, 512u << 10);
   for (int f = 0; f < 4; ++f) {
     EXPECT_EQ(ReadFile(b_.root / ("big" + std::to_string(f))), files[f]);
+  }
+}
+
+// Files synced long ago, edited in place: their old chunks are gone from the device
+// (the file was overwritten) and from its plaintext cache (evicted), but the block
+// signatures kept when they were synced still make each edit a block delta.
+TEST_F(SyncTest, EditsOfFilesSyncedLongAgoTravelAsBlockDeltas) {
+  std::vector<std::string> files;
+  for (int f = 0; f < 30; ++f) {
+    files.push_back(RandomBytes(12 << 10, 40 + f));  // incompressible: whole = 12 KiB
+    WriteFile(a_.root / ("f" + std::to_string(f)), files.back());
+  }
+  a_.Sync();
+  b_.Sync();
+  // The plaintext cache as after months of other syncs: empty.
+  int caches = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir_ / "home-a")) {
+    if (entry.path().filename() != "chunk-cache.db") continue;
+    auto db = sqlite::Database::Open(entry.path().string());
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Exec("DELETE FROM chunks").ok());
+    ++caches;
+  }
+  ASSERT_EQ(caches, 1);
+  for (int f = 0; f < 30; ++f) {
+    std::string& data = files[f];
+    if (f % 3 == 0) data += "appended at the end";
+    if (f % 3 == 1) data = "inserted at the start" + data;
+    if (f % 3 == 2) data.replace(data.size() / 2, 20, "twenty edited bytes!");
+    WriteFile(a_.root / ("f" + std::to_string(f)), data);
+  }
+  SyncReport edit = a_.Sync();
+  EXPECT_EQ(edit.pushed_items, 30u);
+  // Whole chunks would be 360 KiB; each edit costs about a block (512 bytes) here.
+  EXPECT_LT(edit.pushed_bytes, 64u << 10);
+  SyncReport got = b_.Sync();
+  EXPECT_LT(got.pulled_bytes, 64u << 10);
+  for (int f = 0; f < 30; ++f) {
+    EXPECT_EQ(ReadFile(b_.root / ("f" + std::to_string(f))), files[f]) << f;
+  }
+  c_.Sync();  // c fetches the bases from the store
+  for (int f = 0; f < 30; ++f) {
+    EXPECT_EQ(ReadFile(c_.root / ("f" + std::to_string(f))), files[f]) << f;
   }
 }
 

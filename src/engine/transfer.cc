@@ -115,11 +115,19 @@ absl::StatusOr<seal::SealedChunk> SealForUpload(
     if (base_plain.has_value()) {
       sealed = seal::SealChunkDelta(*c.key, *c.hasher, c.collection_id, plain,
                                     base->second, *base_plain);
+    } else if (std::optional<std::string> signatures =
+                   c.cache->GetSignatures(base->second)) {
+      // The base's plaintext is gone (an edit in place of a file synced long ago):
+      // copies of its blocks, found by their signatures, and the new bytes.
+      sealed = seal::SealChunkBlockDelta(*c.key, *c.hasher, c.collection_id, plain,
+                                         base->second, *signatures);
     }
   }
   if (!sealed.ok()) sealed = seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain);
   if (sealed.ok() && c.cache != nullptr) {
-    (void)c.cache->Put(sealed->id, plain);  // best effort, as in Download
+    // Best effort, as in Download.
+    (void)c.cache->Put(sealed->id, plain);
+    (void)c.cache->PutSignatures(sealed->id, c.hasher->BlockSignatures(plain));
   }
   return sealed;
 }
@@ -315,6 +323,8 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
     if (context_.cache != nullptr) {
       // Best effort: a chunk missing from the cache costs bandwidth later, nothing else.
       (void)context_.cache->Put(ids[j], out[j]);
+      (void)context_.cache->PutSignatures(ids[j],
+                                          context_.hasher->BlockSignatures(out[j]));
     }
   }
   context_.report->downloaded_chunks += sealed.size();

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "src/core/limits.h"
@@ -51,6 +52,9 @@ constexpr char kKdfContextAuth[] = "ferryaut";
 constexpr char kKdfContextMaster[] = "ferrymst";
 constexpr char kKdfContextChunkId[] = "ferrycid";
 constexpr char kKdfContextDigest[] = "ferrydig";
+constexpr char kKdfContextBlockSig[] = "ferrysig";
+static_assert(sizeof(kKdfContextBlockSig) - 1 == crypto_kdf_CONTEXTBYTES);
+static_assert(crypto_shorthash_BYTES == 8 && crypto_shorthash_KEYBYTES <= kKeyBytes);
 static_assert(sizeof(kKdfContextAuth) - 1 == crypto_kdf_CONTEXTBYTES);
 static_assert(sizeof(kKdfContextMaster) - 1 == crypto_kdf_CONTEXTBYTES);
 static_assert(sizeof(kKdfContextChunkId) - 1 == crypto_kdf_CONTEXTBYTES);
@@ -74,11 +78,15 @@ constexpr std::string_view kTokenHashDomain{"ferry-token-hash-v1\0", 20};
 // Everything after collection_id has a fixed length, so the encoding is unambiguous.
 //
 // A delta chunk (version 2) has the id of its base chunk after the size:
-//   [0] 2, [1] kChunkDeltaZstd, [2..5] size, [6..37] base chunk id, [38..61] nonce, ...
+//   [0] 2, [1] method, [2..5] size, [6..37] base chunk id, [38..61] nonce, ...
 // and its associated data ends with bytes [0..37], so the base is authenticated too.
+// Methods: kChunkDeltaZstd, a zstd frame with the base as dictionary; kChunkDeltaBlocks,
+// a zstd frame of instructions, each a varint (n << 1 | copy) followed, for a copy,
+// by a varint offset (n bytes of the base from there), else by n new bytes.
 constexpr uint8_t kChunkVersion = 1;
 constexpr uint8_t kChunkDeltaVersion = 2;
-constexpr uint8_t kChunkDeltaZstd = 2;  // zstd with the base chunk as dictionary
+constexpr uint8_t kChunkDeltaZstd = 2;    // zstd with the base chunk as dictionary
+constexpr uint8_t kChunkDeltaBlocks = 3;  // copies of the base's blocks and new bytes
 constexpr size_t kChunkHeaderBytes = 6;
 constexpr size_t kChunkDeltaHeaderBytes = kChunkHeaderBytes + kChunkIdBytes;
 constexpr size_t kChunkPrefixBytes = kChunkHeaderBytes + kNonceBytes;
@@ -618,7 +626,76 @@ absl::StatusOr<std::string> OpenDeviceName(const SecretKey& master_key,
 
 ContentHasher::ContentHasher(const CollectionKey& key)
     : chunk_key_(DeriveSubkey(key.key, 1, kKdfContextChunkId)),
-      digest_key_(DeriveSubkey(key.key, 1, kKdfContextDigest)) {}
+      digest_key_(DeriveSubkey(key.key, 1, kKdfContextDigest)),
+      block_key_(DeriveSubkey(key.key, 1, kKdfContextBlockSig)) {}
+
+namespace {
+
+// rsync's rolling checksum over a window of kSigBlockBytes: a = sum of the bytes,
+// b = sum of the running sums a, each mod 2^16; moving the window one byte is O(1).
+struct RollingSum {
+  uint32_t a = 0, b = 0;
+  void Init(std::string_view block) {
+    a = b = 0;
+    for (unsigned char c : block) {
+      a += c;
+      b += a;
+    }
+  }
+  void Roll(unsigned char out, unsigned char in) {
+    a += in - out;
+    b += a - static_cast<uint32_t>(kSigBlockBytes) * out;
+  }
+  uint32_t Value() const { return (a & 0xffff) | (b << 16); }
+};
+
+void AppendLe64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t ReadLe64(std::string_view s) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(s[i]);
+  return v;
+}
+void AppendVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+// Reads a varint at `*pos`; false when `in` ends first or it exceeds 63 bits.
+bool ReadVarint(std::string_view in, size_t* pos, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift < 63; shift += 7) {
+    if (*pos >= in.size()) return false;
+    uint8_t byte = static_cast<uint8_t>(in[(*pos)++]);
+    *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+uint64_t ContentHasher::BlockHash(std::string_view block) const {
+  uint8_t out[crypto_shorthash_BYTES];
+  crypto_shorthash(out, U8(block), block.size(), block_key_.data());
+  return ReadLe64(std::string_view(reinterpret_cast<const char*>(out), sizeof out));
+}
+
+std::string ContentHasher::BlockSignatures(std::string_view plaintext) const {
+  std::string out;
+  out.reserve(plaintext.size() / kSigBlockBytes * kSigEntryBytes);
+  for (size_t at = 0; at + kSigBlockBytes <= plaintext.size(); at += kSigBlockBytes) {
+    std::string_view block = plaintext.substr(at, kSigBlockBytes);
+    RollingSum sum;
+    sum.Init(block);
+    AppendLe32(out, sum.Value());
+    AppendLe64(out, BlockHash(block));
+  }
+  return out;
+}
 
 std::string ContentHasher::ChunkId(std::string_view plaintext) const {
   return Blake2b(&chunk_key_, {}, plaintext);
@@ -814,6 +891,54 @@ absl::Status CheckChunkArgs(std::string_view collection_id, std::string_view id,
   return absl::OkStatus();
 }
 
+// Instructions of a kChunkDeltaBlocks delta may take at most this many bytes for a
+// chunk of `declared` bytes (an honest sender needs a few bytes per block more than
+// the new bytes).
+size_t BlockDeltaBytesMax(size_t declared) { return 2 * declared + 64; }
+
+// Rebuilds a chunk of `declared` bytes from a kChunkDeltaBlocks frame and its base.
+absl::StatusOr<std::string> ApplyBlockDelta(std::string_view frame, std::string_view base,
+                                            size_t declared) {
+  unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+      size > BlockDeltaBytesMax(declared)) {
+    return absl::DataLossError("block delta chunk: bad instruction frame");
+  }
+  FERRY_ASSIGN_OR_RETURN(
+      std::string ops,
+      DecompressBounded(frame, size, BlockDeltaBytesMax(kChunkBytesMax), "block delta"));
+  std::string out;
+  out.reserve(declared);
+  size_t pos = 0;
+  while (pos < ops.size()) {
+    uint64_t tag = 0, offset = 0;
+    if (!ReadVarint(ops, &pos, &tag)) {
+      return absl::DataLossError("block delta chunk: truncated instruction");
+    }
+    const uint64_t n = tag >> 1;
+    if (n > declared - out.size()) {
+      return absl::DataLossError("block delta chunk: more bytes than declared");
+    }
+    if ((tag & 1) != 0) {
+      if (!ReadVarint(ops, &pos, &offset) || offset > base.size() ||
+          n > base.size() - offset) {
+        return absl::DataLossError("block delta chunk: a copy outside its base");
+      }
+      out.append(base.substr(offset, n));
+    } else {
+      if (n > ops.size() - pos) {
+        return absl::DataLossError("block delta chunk: truncated new bytes");
+      }
+      out.append(ops, pos, n);
+      pos += n;
+    }
+  }
+  if (out.size() != declared) {
+    return absl::DataLossError("block delta chunk: fewer bytes than declared");
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> OpenDeltaChunk(const CollectionKey& key,
                                            const ContentHasher& hasher,
                                            std::string_view collection_id,
@@ -825,7 +950,9 @@ absl::StatusOr<std::string> OpenDeltaChunk(const CollectionKey& key,
   std::string_view header = sealed.substr(0, kChunkDeltaHeaderBytes);
   uint32_t declared = ReadLe32(header.substr(2));
   std::string_view base_id = header.substr(kChunkHeaderBytes, kChunkIdBytes);
-  if (static_cast<uint8_t>(header[1]) != kChunkDeltaZstd || declared > kChunkBytesMax) {
+  const uint8_t method = static_cast<uint8_t>(header[1]);
+  if ((method != kChunkDeltaZstd && method != kChunkDeltaBlocks) ||
+      declared > kChunkBytesMax) {
     return absl::InvalidArgumentError("malformed delta chunk header");
   }
   if (!base.has_value()) {
@@ -839,8 +966,12 @@ absl::StatusOr<std::string> OpenDeltaChunk(const CollectionKey& key,
       AeadOpen(key.key, ChunkAad(collection_id, id, header),
                sealed.substr(kChunkDeltaHeaderBytes, kNonceBytes),
                sealed.substr(kChunkDeltaHeaderBytes + kNonceBytes), "chunk"));
-  FERRY_ASSIGN_OR_RETURN(std::string plaintext,
-                         DecompressAgainst(frame, *base, declared));
+  std::string plaintext;
+  if (method == kChunkDeltaZstd) {
+    FERRY_ASSIGN_OR_RETURN(plaintext, DecompressAgainst(frame, *base, declared));
+  } else {
+    FERRY_ASSIGN_OR_RETURN(plaintext, ApplyBlockDelta(frame, *base, declared));
+  }
   if (!ConstantTimeEquals(hasher.ChunkId(plaintext), id)) {
     return absl::DataLossError("chunk content does not match its id");
   }
@@ -877,6 +1008,116 @@ absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
   std::string header;
   header.push_back(static_cast<char>(kChunkDeltaVersion));
   header.push_back(static_cast<char>(kChunkDeltaZstd));
+  AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
+  header.append(base_id);
+  chunk.data =
+      header + AeadSeal(key.key, ChunkAad(collection_id, chunk.id, header), frame);
+  FERRY_SEAL_CHECK(chunk.data.size() <= kSealedChunkBytesMax);
+  return chunk;
+}
+
+absl::StatusOr<SealedChunk> SealChunkBlockDelta(const CollectionKey& key,
+                                                const ContentHasher& hasher,
+                                                std::string_view collection_id,
+                                                std::string_view plaintext,
+                                                std::string_view base_id,
+                                                std::string_view base_signatures) {
+  FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
+  if (plaintext.size() > kChunkBytesMax || base_id.size() != kChunkIdBytes ||
+      base_signatures.size() % kSigEntryBytes != 0 ||
+      base_signatures.size() / kSigEntryBytes > kChunkBytesMax / kSigBlockBytes) {
+    return absl::InvalidArgumentError(
+        "block delta chunk: bad size, base id or signatures");
+  }
+  // Blocks of the base by rolling checksum; a checksum's blocks in order.
+  const size_t blocks = base_signatures.size() / kSigEntryBytes;
+  std::vector<std::pair<uint32_t, uint32_t>> by_sum;  // (checksum, block)
+  by_sum.reserve(blocks);
+  for (size_t i = 0; i < blocks; ++i) {
+    by_sum.emplace_back(ReadLe32(base_signatures.substr(i * kSigEntryBytes)),
+                        static_cast<uint32_t>(i));
+  }
+  std::sort(by_sum.begin(), by_sum.end());
+  auto strong = [&](uint32_t block) {
+    return ReadLe64(base_signatures.substr(block * kSigEntryBytes + 4));
+  };
+
+  std::string ops;
+  size_t literal_from = 0;  // new bytes not yet written out start here
+  uint64_t copy_offset = 0, copy_bytes = 0;
+  auto flush_copy = [&] {
+    if (copy_bytes == 0) return;
+    AppendVarint(ops, copy_bytes << 1 | 1);
+    AppendVarint(ops, copy_offset);
+    copy_bytes = 0;
+  };
+  auto flush_literal = [&](size_t to) {
+    if (to == literal_from) return;
+    flush_copy();
+    AppendVarint(ops, static_cast<uint64_t>(to - literal_from) << 1);
+    ops.append(plaintext.substr(literal_from, to - literal_from));
+    literal_from = to;
+  };
+  size_t at = 0;
+  RollingSum sum;
+  bool rolled = false;  // `sum` holds the window at `at`
+  while (blocks > 0 && at + kSigBlockBytes <= plaintext.size()) {
+    if (!rolled) {
+      sum.Init(plaintext.substr(at, kSigBlockBytes));
+      rolled = true;
+    }
+    auto range = std::equal_range(
+        by_sum.begin(), by_sum.end(), std::make_pair(sum.Value(), uint32_t{0}),
+        [](const auto& x, const auto& y) { return x.first < y.first; });
+    std::optional<uint32_t> match;
+    if (range.first != range.second) {
+      const uint64_t hash = hasher.BlockHash(plaintext.substr(at, kSigBlockBytes));
+      // The block right after the last copy first, so that copies run on.
+      const uint64_t next =
+          copy_bytes > 0 ? (copy_offset + copy_bytes) / kSigBlockBytes : blocks;
+      for (auto it = range.first; it != range.second; ++it) {
+        if (strong(it->second) != hash) continue;
+        if (!match.has_value() || it->second == next) match = it->second;
+      }
+    }
+    if (match.has_value()) {
+      flush_literal(at);
+      const uint64_t offset = uint64_t{*match} * kSigBlockBytes;
+      if (copy_bytes > 0 && copy_offset + copy_bytes == offset) {
+        copy_bytes += kSigBlockBytes;
+      } else {
+        flush_copy();
+        copy_offset = offset;
+        copy_bytes = kSigBlockBytes;
+      }
+      at += kSigBlockBytes;
+      literal_from = at;
+      rolled = false;
+      continue;
+    }
+    if (at + kSigBlockBytes < plaintext.size()) {
+      sum.Roll(static_cast<unsigned char>(plaintext[at]),
+               static_cast<unsigned char>(plaintext[at + kSigBlockBytes]));
+    }
+    ++at;
+  }
+  flush_literal(plaintext.size());
+  flush_copy();
+
+  std::string frame(ZSTD_compressBound(ops.size()), '\0');
+  size_t n = ZSTD_compressCCtx(CompressContext(), frame.data(), frame.size(), ops.data(),
+                               ops.size(), kZstdLevel);
+  FERRY_SEAL_CHECK(!ZSTD_isError(n));
+  frame.resize(n);
+  auto [compression, payload] = MaybeCompress(plaintext);
+  if (frame.size() + kChunkIdBytes >= payload.size()) {
+    return absl::NotFoundError("a block delta would not be smaller");
+  }
+  SealedChunk chunk;
+  chunk.id = hasher.ChunkId(plaintext);
+  std::string header;
+  header.push_back(static_cast<char>(kChunkDeltaVersion));
+  header.push_back(static_cast<char>(kChunkDeltaBlocks));
   AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
   header.append(base_id);
   chunk.data =

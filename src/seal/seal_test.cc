@@ -13,6 +13,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "src/core/limits.h"
+#include "src/core/strings.h"
 
 namespace ferry::seal {
 namespace {
@@ -835,6 +836,75 @@ TEST_F(SealTest, DeltaChunkOfASmallEditIsSmallAndOpensOnlyWithItsBase) {
   damaged[7] ^= 1;
   EXPECT_TRUE(absl::IsInvalidArgument(
       SealChunkDelta(key_, hasher_, cid_, edited, base_id, damaged).status()));
+}
+
+TEST_F(SealTest, BlockSignaturesCoverWholeBlocksAndAreKeyed) {
+  std::string data = RandomBytes(3 * kSigBlockBytes + 100);
+  std::string sigs = hasher_.BlockSignatures(data);
+  ASSERT_EQ(sigs.size(), 3 * kSigEntryBytes);  // the partial last block has none
+  EXPECT_EQ(hasher_.BlockSignatures(data.substr(0, kSigBlockBytes - 1)), "");
+  EXPECT_EQ(hasher_.BlockSignatures(data.substr(kSigBlockBytes, kSigBlockBytes)),
+            sigs.substr(kSigEntryBytes, kSigEntryBytes));
+  ContentHasher other(CollectionKey{SecretKey::Random(), key_.epoch});
+  EXPECT_NE(other.BlockSignatures(data), sigs);
+  EXPECT_NE(hasher_.BlockHash(data.substr(0, 8)), other.BlockHash(data.substr(0, 8)));
+}
+
+// An edited chunk whose base plaintext is gone, sent against the base's signatures:
+// each kind of edit of the benchmark, in random (incompressible) and text data.
+TEST_F(SealTest, BlockDeltaOfEditsIsSmallAndRebuildsTheChunk) {
+  std::string text;
+  for (int i = 0; text.size() < 50000; ++i) {
+    text += StrCat("line ", i, ": the quick brown fox jumps over the lazy dog\n");
+  }
+  for (const std::string& base : {RandomBytes(60000), text}) {
+    std::string base_id = hasher_.ChunkId(base);
+    std::string sigs = hasher_.BlockSignatures(base);
+    std::string appended = base + "appended at the end";
+    std::string middle = base;
+    middle.replace(base.size() / 2, 20, "twenty edited bytes!");
+    std::string inserted = "inserted at the start, shifting everything" + base;
+    std::string cut = base.substr(0, 10000) + base.substr(10333);
+    for (const std::string& edited : {appended, middle, inserted, cut}) {
+      absl::StatusOr<SealedChunk> delta =
+          SealChunkBlockDelta(key_, hasher_, cid_, edited, base_id, sigs);
+      ASSERT_TRUE(delta.ok()) << delta.status();
+      EXPECT_LT(delta->data.size(), 2 * kSigBlockBytes + 200) << edited.size();
+      EXPECT_EQ(delta->id, hasher_.ChunkId(edited));
+      EXPECT_EQ(ChunkDeltaBase(delta->data), base_id);
+      absl::StatusOr<std::string> opened =
+          OpenChunk(key_, hasher_, cid_, delta->id, delta->data, base);
+      ASSERT_TRUE(opened.ok()) << opened.status();
+      EXPECT_EQ(*opened, edited);
+      EXPECT_EQ(OpenChunk(key_, hasher_, cid_, delta->id, delta->data).status().code(),
+                absl::StatusCode::kFailedPrecondition);
+      // Another base (one that hashes right but is not this one) is refused.
+      EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, delta->data, edited).ok());
+    }
+    // Unrelated content makes no delta; signatures of another key find nothing.
+    EXPECT_TRUE(absl::IsNotFound(
+        SealChunkBlockDelta(key_, hasher_, cid_, RandomBytes(60000), base_id, sigs)
+            .status()));
+    ContentHasher other(CollectionKey{SecretKey::Random(), key_.epoch});
+    EXPECT_TRUE(absl::IsNotFound(SealChunkBlockDelta(key_, hasher_, cid_, appended,
+                                                     base_id, other.BlockSignatures(base))
+                                     .status()));
+    EXPECT_TRUE(absl::IsInvalidArgument(
+        SealChunkBlockDelta(key_, hasher_, cid_, appended, base_id, sigs.substr(1))
+            .status()));
+  }
+  // Every single-byte change of a sealed block delta is caught.
+  std::string base = RandomBytes(4 * kSigBlockBytes);
+  std::string edited = base;
+  edited[kSigBlockBytes + 5] ^= 0x40;
+  auto delta = SealChunkBlockDelta(key_, hasher_, cid_, edited, hasher_.ChunkId(base),
+                                   hasher_.BlockSignatures(base));
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  for (size_t i = 0; i < delta->data.size(); ++i) {
+    std::string tampered = delta->data;
+    tampered[i] ^= 0x01;
+    EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, tampered, base).ok()) << i;
+  }
 }
 
 }  // namespace
