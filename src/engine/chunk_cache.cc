@@ -24,16 +24,11 @@ constexpr int kEvictBatch = 64;
 // Signatures written per SQLite transaction.
 constexpr size_t kSignatureBatch = 256;
 
-absl::StatusOr<std::pair<uint64_t, int64_t>> SizeAndClock(sqlite::Database& db,
-                                                          const char* table) {
-  FERRY_ASSIGN_OR_RETURN(auto s,
-                         db.Prepare(StrCat("SELECT COALESCE(SUM(LENGTH(data)), 0), "
-                                           "COALESCE(MAX(used), 0) FROM ",
-                                           table)));
+// One integer a query returns (0 for no row or NULL).
+absl::StatusOr<int64_t> QueryInt(sqlite::Database& db, const std::string& sql) {
+  FERRY_ASSIGN_OR_RETURN(auto s, db.Prepare(sql));
   FERRY_ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row) return std::pair<uint64_t, int64_t>{0, 0};
-  return std::pair<uint64_t, int64_t>{static_cast<uint64_t>(s.ColumnInt(0)),
-                                      s.ColumnInt(1)};
+  return row && !s.ColumnIsNull(0) ? s.ColumnInt(0) : 0;
 }
 
 }  // namespace
@@ -47,12 +42,26 @@ absl::StatusOr<std::unique_ptr<ChunkCache>> ChunkCache::Open(
   FERRY_RETURN_IF_ERROR(db->Migrate(kMigrations, std::size(kMigrations)));
   std::unique_ptr<ChunkCache> cache(
       new ChunkCache(std::move(db), bytes_max, written_max, signature_bytes_max));
-  FERRY_ASSIGN_OR_RETURN(auto chunks, SizeAndClock(*cache->db_, "chunks"));
-  FERRY_ASSIGN_OR_RETURN(auto signatures, SizeAndClock(*cache->db_, "signatures"));
-  cache->bytes_ = chunks.first;
-  cache->signature_bytes_ = signatures.first;
-  cache->clock_ = std::max(chunks.second, signatures.second);
+  // MAX(used) is read from the indexes; the sizes, which take reading the whole file,
+  // only when something is added (a sync that moves nothing never needs them).
+  FERRY_ASSIGN_OR_RETURN(int64_t chunks,
+                         QueryInt(*cache->db_, "SELECT MAX(used) FROM chunks"));
+  FERRY_ASSIGN_OR_RETURN(int64_t signatures,
+                         QueryInt(*cache->db_, "SELECT MAX(used) FROM signatures"));
+  cache->clock_ = std::max(chunks, signatures);
   return cache;
+}
+
+absl::Status ChunkCache::LoadSizesLocked() {
+  if (sizes_loaded_) return absl::OkStatus();
+  FERRY_ASSIGN_OR_RETURN(int64_t chunks,
+                         QueryInt(*db_, "SELECT SUM(LENGTH(data)) FROM chunks"));
+  FERRY_ASSIGN_OR_RETURN(int64_t signatures,
+                         QueryInt(*db_, "SELECT SUM(LENGTH(data)) FROM signatures"));
+  bytes_ = static_cast<uint64_t>(chunks);
+  signature_bytes_ = static_cast<uint64_t>(signatures);
+  sizes_loaded_ = true;
+  return absl::OkStatus();
 }
 
 ChunkCache::~ChunkCache() {
@@ -89,6 +98,7 @@ absl::Status ChunkCache::Flush() {
 
 absl::Status ChunkCache::FlushLocked() {
   if (pending_signatures_.empty()) return absl::OkStatus();
+  FERRY_RETURN_IF_ERROR(LoadSizesLocked());
   std::map<std::string, std::string, std::less<>> batch;
   batch.swap(pending_signatures_);
   FERRY_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(db_.get()));
@@ -107,6 +117,7 @@ absl::Status ChunkCache::FlushLocked() {
 absl::Status ChunkCache::Put(std::string_view id, std::string_view plaintext) {
   std::lock_guard lock(mu_);
   if (written_ + plaintext.size() > written_max_) return absl::OkStatus();
+  FERRY_RETURN_IF_ERROR(LoadSizesLocked());
   written_ += plaintext.size();
   FERRY_ASSIGN_OR_RETURN(
       auto s, db_->Prepare("INSERT OR IGNORE INTO chunks(id, data, used) VALUES(?,?,?)"));

@@ -56,12 +56,14 @@ class ChunkCache {
   // Drops the least recently used rows of `table` until `*bytes` <= `max`.
   absl::Status Evict(const char* table, uint64_t* bytes, uint64_t max);
   absl::Status FlushLocked();
+  absl::Status LoadSizesLocked();
 
   std::mutex mu_;
   std::unique_ptr<sqlite::Database> db_;  // guarded by mu_
   const uint64_t bytes_max_;
   const uint64_t written_max_;
   const uint64_t signature_bytes_max_;
+  bool sizes_loaded_ = false;     // guarded by mu_: bytes_, signature_bytes_ set
   uint64_t written_ = 0;          // guarded by mu_
   uint64_t bytes_ = 0;            // guarded by mu_
   uint64_t signature_bytes_ = 0;  // guarded by mu_
