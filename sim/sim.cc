@@ -19,6 +19,7 @@
 #include "include/ferry/engine.h"
 #include "src/client/device.h"
 #include "src/connectors/files/files_connector.h"
+#include "src/connectors/files/mem_file_system.h"
 #include "src/core/clock.h"
 #include "src/core/strings.h"
 #include "src/engine/chunk_cache.h"
@@ -70,7 +71,13 @@ class DeviceEnv final : public Env {
   DeviceEnv(SimClock* clock, SeededRandom* random) : clock_(clock), random_(random) {}
   int64_t NowMs() override { return clock_->NowMs() + skew_ms; }
   std::string RandomBytes(size_t n) override { return random_->Bytes(n); }
+  absl::StatusOr<std::unique_ptr<files::RootDir>> OpenRoot(
+      const std::string& path) override {
+    if (mem != nullptr) return mem->OpenRoot(path);
+    return Env::OpenRoot(path);
+  }
   int64_t skew_ms = 0;
+  files::MemFileSystem* mem = nullptr;  // the device's folder is in it, if set
 
  private:
   SimClock* clock_;
@@ -129,6 +136,7 @@ class FaultyClient final : public net::Client {
         steal_(std::move(steal)),
         give_back_(std::move(give_back)) {}
   bool fired() const { return fired_; }
+  bool crashed() const { return crashed_; }
 
   const std::string& server_cert_pem() const override { return real_->server_cert_pem(); }
   const std::string& fingerprint() const override { return real_->fingerprint(); }
@@ -252,6 +260,7 @@ class FaultyConnector final : public Connector {
                   std::function<void(const std::string&)> user_edit)
       : real_(real), plan_(plan), user_edit_(std::move(user_edit)) {}
   bool fired() const { return fired_; }
+  bool crashed() const { return crashed_; }
 
   std::string_view Name() const override { return real_->Name(); }
   bool DataPresent() override { return real_->DataPresent(); }
@@ -336,9 +345,176 @@ void WriteAll(const fs::path& path, const std::string& data) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
 }
 
+// A device's folder as its user and the checks see it: a directory on disk, or "/root"
+// in the device's own MemFileSystem. What the user does is durable at once (an
+// editor's fsync), so that a power cut takes only what ferry had not made durable.
+// Paths are relative to the root.
+class Folder {
+ public:
+  explicit Folder(fs::path disk_root) : disk_(std::move(disk_root)) {
+    fs::create_directories(disk_);
+  }
+  explicit Folder(std::unique_ptr<files::MemFileSystem> mem) : mem_(std::move(mem)) {
+    (void)mem_->Mkdir("/root");
+    (void)mem_->WriteFile("/outside/sentinel", "keep me");
+    mem_->SyncAll();
+  }
+
+  std::string Root() const { return mem_ ? "/root" : disk_.string(); }
+  files::MemFileSystem* mem() { return mem_.get(); }
+
+  struct Entry {
+    files::FileStat stat;
+    std::string data;  // a file's
+  };
+  // Every entry below the root by relative path, ferry's temporary files left out.
+  std::map<std::string, Entry> Walk() const {
+    std::map<std::string, Entry> out;
+    if (mem_) {
+      WalkMem("", &out);
+      return out;
+    }
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(disk_, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      std::string rel = fs::relative(it->path(), disk_).string();
+      if (rel.find(".ferry-tmp") != std::string::npos) continue;
+      struct stat st;
+      if (::lstat(it->path().c_str(), &st) != 0) continue;
+      Entry e;
+      e.stat.type = S_ISDIR(st.st_mode)   ? files::FileStat::kDir
+                    : S_ISREG(st.st_mode) ? files::FileStat::kFile
+                    : S_ISLNK(st.st_mode) ? files::FileStat::kSymlink
+                                          : files::FileStat::kOther;
+      e.stat.mode = st.st_mode & 07777;
+      e.stat.size = static_cast<uint64_t>(st.st_size);
+      e.stat.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+      if (e.stat.type == files::FileStat::kFile) e.data = Read(rel);
+      out[rel] = std::move(e);
+    }
+    return out;
+  }
+  std::optional<files::FileStat> Stat(const std::string& rel) const {
+    if (mem_) {
+      auto stat = mem_->Stat(MemPath(rel));
+      return stat.ok() ? *stat : std::nullopt;
+    }
+    struct stat st;
+    if (::lstat((disk_ / rel).c_str(), &st) != 0) return std::nullopt;
+    files::FileStat out;
+    out.type = S_ISDIR(st.st_mode)   ? files::FileStat::kDir
+               : S_ISREG(st.st_mode) ? files::FileStat::kFile
+                                     : files::FileStat::kOther;
+    return out;
+  }
+  bool Is(const std::string& rel, files::FileStat::Type type) const {
+    std::optional<files::FileStat> stat = Stat(rel);
+    return stat.has_value() && stat->type == type;
+  }
+  bool Exists(const std::string& rel) const { return Stat(rel).has_value(); }
+  std::string Read(const std::string& rel) const {
+    if (mem_) {
+      auto data = mem_->ReadFile(MemPath(rel));
+      return data.ok() ? *data : "";
+    }
+    std::ifstream in(disk_ / rel, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in),
+                       std::istreambuf_iterator<char>());
+  }
+  // Creates or overwrites `rel` in place (parents created) with mtime `mtime_ms`.
+  void Write(const std::string& rel, const std::string& data, int64_t mtime_ms) {
+    if (mem_) {
+      (void)mem_->WriteFile(MemPath(rel), data, 0644, mtime_ms * 1000000);
+      mem_->SyncPath(MemPath(rel));
+      return;
+    }
+    fs::path path = disk_ / rel;
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+    struct timespec times[2] = {{mtime_ms / 1000, (mtime_ms % 1000) * 1000000},
+                                {mtime_ms / 1000, (mtime_ms % 1000) * 1000000}};
+    ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+  }
+  void RemoveAll(const std::string& rel) {
+    if (mem_) {
+      (void)mem_->RemoveAll(MemPath(rel));
+      mem_->SyncPath(MemPath(rel));
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(disk_ / rel, ec);
+  }
+  // rename(2) of `from` to `to`, the parents of `to` created.
+  void Rename(const std::string& from, const std::string& to) {
+    if (mem_) {
+      std::string parent = MemPath(fs::path(to).parent_path().string());
+      (void)mem_->Mkdir(parent);
+      (void)mem_->Rename(MemPath(from), MemPath(to));
+      mem_->SyncPath(MemPath(from));
+      mem_->SyncPath(MemPath(to));
+      return;
+    }
+    std::error_code ec;
+    fs::create_directories((disk_ / to).parent_path(), ec);
+    fs::rename(disk_ / from, disk_ / to, ec);
+  }
+  void Mkdirs(const std::string& rel) {
+    if (mem_) {
+      (void)mem_->Mkdir(MemPath(rel));
+      mem_->SyncPath(MemPath(rel));
+      return;
+    }
+    std::error_code ec;
+    fs::create_directories(disk_ / rel, ec);
+  }
+  // A power cut, in memory; nothing on disk (a crash there is a process dying, which
+  // loses nothing the file system already has).
+  void Crash() {
+    if (mem_) mem_->Crash();
+  }
+  // Nothing was written beside the root.
+  bool OutsideUntouched() const {
+    if (!mem_) return true;
+    auto top = mem_->List("/");
+    auto outside = mem_->List("/outside");
+    auto sentinel = mem_->ReadFile("/outside/sentinel");
+    return top.ok() && *top == std::vector<std::string>{"outside", "root"} &&
+           outside.ok() && outside->size() == 1 && sentinel.ok() &&
+           *sentinel == "keep me";
+  }
+
+ private:
+  static std::string MemPath(const std::string& rel) {
+    return rel.empty() || rel == "." ? "/root" : StrCat("/root/", rel);
+  }
+  void WalkMem(const std::string& dir, std::map<std::string, Entry>* out) const {
+    auto names = mem_->List(MemPath(dir));
+    if (!names.ok()) return;
+    for (const std::string& name : *names) {
+      if (name.find(".ferry-tmp") != std::string::npos) continue;
+      std::string rel = dir.empty() ? name : StrCat(dir, "/", name);
+      auto stat = mem_->Stat(MemPath(rel));
+      if (!stat.ok() || !stat->has_value()) continue;
+      Entry e;
+      e.stat = **stat;
+      if (e.stat.type == files::FileStat::kDir) e.stat.size = 0;
+      if (e.stat.type == files::FileStat::kFile) e.data = Read(rel);
+      const bool is_dir = e.stat.type == files::FileStat::kDir;
+      (*out)[rel] = std::move(e);
+      if (is_dir) WalkMem(rel, out);
+    }
+  }
+
+  fs::path disk_;
+  std::unique_ptr<files::MemFileSystem> mem_;
+};
+
 struct Device {
   int index = 0;
-  fs::path home, root;
+  fs::path home;
+  std::unique_ptr<Folder> folder;
   std::unique_ptr<client::Device> device;
   client::CollectionInfo info;
   std::unique_ptr<DeviceEnv> env;
@@ -400,18 +576,29 @@ class Run {
 
   uint64_t Pick(uint64_t n) { return n == 0 ? 0 : rng_() % n; }
 
-  // Files and directories of a root (relative, canonical order), ferry's own temporary
-  // files left out.
-  std::vector<std::pair<std::string, fs::path>> List(const Device& d, bool dirs) {
-    std::vector<std::pair<std::string, fs::path>> out;
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(d.root, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      std::string rel = fs::relative(it->path(), d.root).string();
-      if (rel.find(".ferry-tmp") != std::string::npos) continue;
-      if (it->is_directory() != dirs || (!dirs && !it->is_regular_file())) continue;
-      out.emplace_back(Canonical(rel), it->path());
+  // Whether device `i`'s folder is in memory. Not drawn from rng_, so that a seed's
+  // steps are the same whichever file system its devices use.
+  bool InMemory(int i) const {
+    switch (options_.fs) {
+      case SimFs::kDisk:
+        return false;
+      case SimFs::kMem:
+        return true;
+      case SimFs::kMixed:
+        break;
+    }
+    return (Fnv1a64(StrCat(options_.seed, ":", i)) & 1) != 0;
+  }
+
+  // Files or directories of a device's folder: (canonical name, relative path), in
+  // canonical order; ferry's own temporary files left out.
+  std::vector<std::pair<std::string, std::string>> List(const Device& d, bool dirs) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [rel, entry] : d.folder->Walk()) {
+      bool is_dir = entry.stat.type == files::FileStat::kDir;
+      if (is_dir != dirs || (!dirs && entry.stat.type != files::FileStat::kFile))
+        continue;
+      out.emplace_back(Canonical(rel), rel);
     }
     std::sort(out.begin(), out.end());
     return out;
@@ -446,15 +633,9 @@ class Run {
   }
 
   // Writes `content` as the user of device `d` would, at the device's time.
-  void UserWrite(Device& d, const fs::path& path, const std::string& content) {
-    std::error_code ec;
-    if (fs::is_regular_file(path, ec)) Supersede(ReadAll(path));
-    fs::create_directories(path.parent_path(), ec);
-    WriteAll(path, content);
-    int64_t ms = d.env->NowMs();
-    struct timespec times[2] = {{ms / 1000, (ms % 1000) * 1000000},
-                                {ms / 1000, (ms % 1000) * 1000000}};
-    ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+  void UserWrite(Device& d, const std::string& rel, const std::string& content) {
+    if (d.folder->Is(rel, files::FileStat::kFile)) Supersede(d.folder->Read(rel));
+    d.folder->Write(rel, content, d.env->NowMs());
     Live(content);
   }
 
@@ -472,17 +653,16 @@ class Run {
     auto files = List(d, false);
     auto dirs = List(d, true);
     uint64_t r = Pick(100);
-    std::error_code ec;
+    Folder& folder = *d.folder;
     if (r < 30 || files.empty()) {
       std::string rel = RandomPath();
-      fs::path path = d.root / rel;
-      if (fs::is_directory(path, ec)) return "create-skipped";
-      UserWrite(d, path, NewContent(NewSize()));
+      if (folder.Is(rel, files::FileStat::kDir)) return "create-skipped";
+      UserWrite(d, rel, NewContent(NewSize()));
       return StrCat("create ", rel);
     }
     auto& [name, path] = files[Pick(files.size())];
     if (r < 60) {
-      std::string old = ReadAll(path);
+      std::string old = folder.Read(path);
       std::string piece = NewContent(Pick(3000));
       std::string edited;
       uint64_t how = Pick(3);
@@ -499,35 +679,33 @@ class Run {
       return StrCat("edit ", name);
     }
     if (r < 72) {
-      Supersede(ReadAll(path));
-      fs::remove(path, ec);
+      Supersede(folder.Read(path));
+      folder.RemoveAll(path);
       return StrCat("delete ", name);
     }
     if (r < 84) {
       std::string to = RandomPath();
-      fs::path target = d.root / to;
-      if (fs::exists(target, ec)) return "rename-skipped";
-      fs::create_directories(target.parent_path(), ec);
-      fs::rename(path, target, ec);
+      if (folder.Exists(to)) return "rename-skipped";
+      folder.Rename(path, to);
       return StrCat("rename ", name, " ", to);
     }
     if (r < 90 && !dirs.empty()) {
       auto& [dname, dpath] = dirs[Pick(dirs.size())];
       for (auto& [fname, fpath] : files) {
-        if (fname.starts_with(dname + "/")) Supersede(ReadAll(fpath));
+        if (fname.starts_with(dname + "/")) Supersede(folder.Read(fpath));
       }
-      fs::remove_all(dpath, ec);
+      folder.RemoveAll(dpath);
       return StrCat("delete-dir ", dname);
     }
     if (r < 95 && !dirs.empty()) {
       auto& [dname, dpath] = dirs[Pick(dirs.size())];
       std::string to = StrCat("moved", Pick(3));
-      if (fs::exists(d.root / to, ec)) return "move-dir-skipped";
-      fs::rename(dpath, d.root / to, ec);
+      if (folder.Exists(to)) return "move-dir-skipped";
+      folder.Rename(dpath, to);
       return StrCat("move-dir ", dname, " ", to);
     }
     std::string dir = StrCat("empty", Pick(3));
-    fs::create_directories(d.root / dir, ec);
+    folder.Mkdirs(dir);
     return StrCat("mkdir ", dir);
   }
 
@@ -552,15 +730,14 @@ class Run {
     if (!cache.ok()) return cache.status();
     seal::ContentHasher hasher(d.info.key);
     files::FilesOptions files_options;
-    files_options.root = d.root.string();
+    files_options.root = d.folder->Root();
     files_options.hash_threads = 2;
     files_options.case_insensitive = false;
+    files_options.env = d.env.get();
     files::FilesConnector real(files_options, &hasher, files::ChunkerSeed(hasher));
     FaultyConnector connector(&real, plan, [&](const std::string& id) {
-      fs::path path = d.root / id;
-      std::error_code ec;
-      if (fs::is_regular_file(path, ec))
-        UserWrite(d, path, ReadAll(path) + NewContent(50));
+      if (d.folder->Is(id, files::FileStat::kFile))
+        UserWrite(d, id, d.folder->Read(id) + NewContent(50));
     });
     int thief = (d.index + 1) % static_cast<int>(devices_.size());
     uint64_t thief_token = 0;
@@ -591,6 +768,9 @@ class Run {
     absl::StatusOr<SyncReport> got = ferry::Sync(config, options);
     bool faulted = client.fired() || connector.fired();
     if (faulted) result_.faults += 1;
+    // A device that crashed restarts from what it had made durable: in memory, its
+    // folder loses everything else too (a power cut).
+    if (client.crashed() || connector.crashed()) d.folder->Crash();
     // A lease left behind (by a crash, a failed release or a thief) runs out before
     // anyone syncs again; otherwise the next device would wait for it in real time.
     if (!got.ok() || faulted) clock_.Advance(kLeaseTtlMs + 1000);
@@ -603,22 +783,17 @@ class Run {
   // path -> what a person would compare, canonical.
   std::map<std::string, std::string> Describe(const Device& d) {
     std::map<std::string, std::string> out;
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(d.root, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      std::string rel = Canonical(fs::relative(it->path(), d.root).string());
-      struct stat st;
-      ::lstat(it->path().c_str(), &st);
-      if (S_ISDIR(st.st_mode)) {
-        out[rel] = StrCat("dir ", st.st_mode & 0777);
-      } else if (S_ISREG(st.st_mode)) {
-        out[rel] = StrCat("file ", st.st_mode & 0777, " ", st.st_size, " ",
-                          static_cast<int64_t>(st.st_mtim.tv_sec), ".",
-                          static_cast<int64_t>(st.st_mtim.tv_nsec), " ",
-                          Hex64(std::hash<std::string>()(ReadAll(it->path()))));
+    for (const auto& [rel, e] : d.folder->Walk()) {
+      std::string name = Canonical(rel);
+      if (e.stat.type == files::FileStat::kDir) {
+        out[name] = StrCat("dir ", e.stat.mode & 0777);
+      } else if (e.stat.type == files::FileStat::kFile) {
+        out[name] =
+            StrCat("file ", e.stat.mode & 0777, " ", e.stat.size, " ",
+                   e.stat.mtime_ns / 1000000000, ".", e.stat.mtime_ns % 1000000000, " ",
+                   Hex64(std::hash<std::string>()(e.data)));
       } else {
-        out[rel] = "other";
+        out[name] = "other";
       }
     }
     return out;
@@ -642,9 +817,15 @@ class Run {
       Device d;
       d.index = i;
       d.home = work_ / StrCat("dev", i) / "home";
-      d.root = work_ / StrCat("dev", i) / "root";
-      fs::create_directories(d.root);
       d.env = std::make_unique<DeviceEnv>(&clock_, &random_);
+      if (InMemory(i)) {
+        DeviceEnv* env = d.env.get();
+        d.folder = std::make_unique<Folder>(std::make_unique<files::MemFileSystem>(
+            [env] { return env->NowMs() * int64_t{1000000}; }));
+        d.env->mem = d.folder->mem();
+      } else {
+        d.folder = std::make_unique<Folder>(work_ / StrCat("dev", i) / "root");
+      }
       // A third of the devices run days off.
       if (Pick(3) == 0)
         d.env->skew_ms = static_cast<int64_t>(Pick(5 * kDayMs)) - 2 * kDayMs;
@@ -767,8 +948,10 @@ class Run {
     }
     // 2. No edit is lost: every content no user replaced knowingly is somewhere.
     std::set<size_t> present;
-    for (const auto& [name, path] : List(devices_[0], false)) {
-      present.insert(std::hash<std::string>()(ReadAll(path)));
+    for (const auto& [rel, e] : devices_[0].folder->Walk()) {
+      if (e.stat.type == files::FileStat::kFile) {
+        present.insert(std::hash<std::string>()(e.data));
+      }
     }
     int lost = 0;
     for (const auto& [hash, live] : live_) {
@@ -786,6 +969,11 @@ class Run {
         std::distance(fs::directory_iterator(work_ / "outside"),
                       fs::directory_iterator()) != 1) {
       return Fail("something changed outside the roots");
+    }
+    for (const Device& d : devices_) {
+      if (!d.folder->OutsideUntouched()) {
+        return Fail(StrCat("something changed outside dev", d.index, "'s root"));
+      }
     }
     for (const auto& entry : fs::directory_iterator(work_)) {
       std::string name = entry.path().filename().string();

@@ -23,10 +23,16 @@
 
 namespace ferry::sim {
 
+// Where the devices' folders are: on disk (a tmpfs when there is one), or each in its
+// own files::MemFileSystem, where a device's crash is also a power cut (everything it
+// had not made durable is gone); kMixed: each device one or the other, by the seed.
+enum class SimFs { kDisk, kMem, kMixed };
+
 struct SimOptions {
   uint64_t seed = 1;
   int steps = 80;        // random steps before the heal-and-drain phase
   bool verbose = false;  // print every step
+  SimFs fs = SimFs::kMixed;
 };
 
 struct SimResult {

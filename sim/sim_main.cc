@@ -1,9 +1,10 @@
 // ferry_sim: runs the deterministic simulation for a range of seeds.
-//   ferry_sim --seeds N --seed-start S [--steps K] [--verbose]
+//   ferry_sim --seeds N --seed-start S [--steps K] [--fs disk|mem|mixed] [--verbose]
 //   ferry_sim --determinism SEED    runs SEED twice and compares the trace hashes
 // Exit status 1 when any seed fails; the failing seeds are printed.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
 
 #include "sim/sim.h"
 
@@ -12,15 +13,24 @@ int main(int argc, char** argv) {
   uint64_t seeds = 10, seed_start = 1, determinism = 0;
   int steps = 80;
   bool verbose = false;
+  std::string fs_name = "mixed";
   app.add_option("--seeds", seeds, "how many seeds");
+  app.add_option("--fs", fs_name,
+                 "where the devices' folders are: disk, mem (a crash is a power cut), "
+                 "or mixed (each device one or the other, by the seed)")
+      ->check(CLI::IsMember({"disk", "mem", "mixed"}))
+      ->capture_default_str();
   app.add_option("--seed-start", seed_start, "the first seed");
   app.add_option("--steps", steps, "random steps per seed before healing");
   app.add_option("--determinism", determinism, "run this seed twice, compare traces");
   app.add_flag("--verbose", verbose, "print every step");
   CLI11_PARSE(app, argc, argv);
+  const ferry::sim::SimFs fs = fs_name == "disk"  ? ferry::sim::SimFs::kDisk
+                               : fs_name == "mem" ? ferry::sim::SimFs::kMem
+                                                  : ferry::sim::SimFs::kMixed;
 
   if (determinism != 0) {
-    ferry::sim::SimOptions options{determinism, steps, verbose};
+    ferry::sim::SimOptions options{determinism, steps, verbose, fs};
     ferry::sim::SimResult a = ferry::sim::RunSeed(options);
     ferry::sim::SimResult b = ferry::sim::RunSeed(options);
     if (!a.ok || !b.ok) {
@@ -36,7 +46,7 @@ int main(int argc, char** argv) {
   int failed = 0;
   long long syncs = 0, faults = 0, conflicts = 0;
   for (uint64_t seed = seed_start; seed < seed_start + seeds; ++seed) {
-    ferry::sim::SimResult r = ferry::sim::RunSeed({seed, steps, verbose});
+    ferry::sim::SimResult r = ferry::sim::RunSeed({seed, steps, verbose, fs});
     syncs += r.syncs;
     faults += r.faults;
     conflicts += r.conflicts;

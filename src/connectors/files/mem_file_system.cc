@@ -825,6 +825,26 @@ void MemFileSystem::SyncAll() {
   SyncTree(*root_);
 }
 
+void MemFileSystem::SyncPath(const std::string& path) {
+  Lock lock(mu_);
+  NodePtr at = root_;
+  size_t start = 0;
+  while (at != nullptr) {
+    if (at->type == FileStat::kFile) {
+      SyncFile(*at);
+      return;
+    }
+    if (at->type != FileStat::kDir) return;
+    SyncDir(*at);
+    while (start < path.size() && path[start] == '/') ++start;
+    if (start >= path.size()) return;
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    at = at->Find(path.substr(start, end - start));
+    start = end;
+  }
+}
+
 void MemFileSystem::Crash() {
   Lock lock(mu_);
   ++generation_;

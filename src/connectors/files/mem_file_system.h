@@ -83,6 +83,11 @@ class MemFileSystem {
 
   // Makes everything durable (syncfs).
   void SyncAll();
+  // Makes `path` durable as an fsync of it and of every directory above it would: a
+  // file's data, a directory's entries, and the entries leading to it (so a file or
+  // a removal there survives Crash()). A missing `path`: the directories that exist
+  // on the way. Faults do not apply.
+  void SyncPath(const std::string& path);
   // A power cut: every file and directory goes back to its durable state (see the
   // model above). RootDirs, readers and pending files opened before belong to the
   // crashed process: their calls fail with UNAVAILABLE; open new ones. Injected faults

@@ -153,6 +153,21 @@ TEST_F(MemFileSystemTest, CrashBringsBackWhatWasRemovedWithoutSync) {
   EXPECT_THAT(Names("/r/d/e"), ElementsAre("f", "g"));
 }
 
+TEST_F(MemFileSystemTest, SyncPathMakesOnePathDurableAndNothingBeside) {
+  ASSERT_TRUE(root_->MakeDir("gone", 0755).ok());
+  fs_.SyncAll();
+  ASSERT_TRUE(fs_.RemoveAll("/r/gone").ok());
+  fs_.SyncPath("/r/gone");  // missing: the removal is made durable
+  ASSERT_TRUE(fs_.WriteFile("/r/new/deep/file", "an editor's fsync").ok());
+  ASSERT_TRUE(fs_.WriteFile("/r/new/other", "not synced").ok());
+  fs_.SyncPath("/r/new/deep/file");
+  fs_.Crash();
+  EXPECT_EQ(Read("/r/new/deep/file"), "an editor's fsync");
+  // The entry of "other" was made durable with its directory, its data was not.
+  EXPECT_EQ(Read("/r/new/other"), "");
+  EXPECT_THAT(Names("/r"), ElementsAre("new"));
+}
+
 TEST_F(MemFileSystemTest, CrashDuringABatchLeavesEachTargetOldOrNew) {
   ASSERT_TRUE(Write("a", "old a").ok());
   ASSERT_TRUE(Write("b", "old b").ok());
