@@ -20,6 +20,8 @@
 #include "src/client/device.h"
 #include "src/connectors/files/files_connector.h"
 #include "src/connectors/files/mem_file_system.h"
+#include "src/connectors/pim/record.h"
+#include "src/connectors/pim/records_connector.h"
 #include "src/core/clock.h"
 #include "src/core/strings.h"
 #include "src/engine/chunk_cache.h"
@@ -325,6 +327,11 @@ class FaultyConnector final : public Connector {
     return real_->ConflictCopyId(id, device, time_ms);
   }
   int64_t EditTimeMs(const v1::Item& item) override { return real_->EditTimeMs(item); }
+  bool MergesFields() const override { return real_->MergesFields(); }
+  std::optional<v1::Field> MergeFieldValues(std::string_view name, const v1::Field& ours,
+                                            const v1::Field& theirs) override {
+    return real_->MergeFieldValues(name, ours, theirs);
+  }
 
  private:
   Connector* real_;
@@ -354,13 +361,15 @@ class Folder {
   explicit Folder(fs::path disk_root) : disk_(std::move(disk_root)) {
     fs::create_directories(disk_);
   }
-  explicit Folder(std::unique_ptr<files::MemFileSystem> mem) : mem_(std::move(mem)) {
-    (void)mem_->Mkdir("/root");
+  // The folder `mem_root` ("/root") of `mem`, which may hold other folders.
+  Folder(std::shared_ptr<files::MemFileSystem> mem, std::string mem_root)
+      : mem_(std::move(mem)), mem_root_(std::move(mem_root)) {
+    (void)mem_->Mkdir(mem_root_);
     (void)mem_->WriteFile("/outside/sentinel", "keep me");
     mem_->SyncAll();
   }
 
-  std::string Root() const { return mem_ ? "/root" : disk_.string(); }
+  std::string Root() const { return mem_ ? mem_root_ : disk_.string(); }
   files::MemFileSystem* mem() { return mem_.get(); }
 
   struct Entry {
@@ -474,20 +483,19 @@ class Folder {
   void Crash() {
     if (mem_) mem_->Crash();
   }
-  // Nothing was written beside the root.
-  bool OutsideUntouched() const {
+  // Nothing was written beside the folders (`tops`, the top-level names there).
+  bool OutsideUntouched(const std::vector<std::string>& tops) const {
     if (!mem_) return true;
     auto top = mem_->List("/");
     auto outside = mem_->List("/outside");
     auto sentinel = mem_->ReadFile("/outside/sentinel");
-    return top.ok() && *top == std::vector<std::string>{"outside", "root"} &&
-           outside.ok() && outside->size() == 1 && sentinel.ok() &&
-           *sentinel == "keep me";
+    return top.ok() && *top == tops && outside.ok() && outside->size() == 1 &&
+           sentinel.ok() && *sentinel == "keep me";
   }
 
  private:
-  static std::string MemPath(const std::string& rel) {
-    return rel.empty() || rel == "." ? "/root" : StrCat("/root/", rel);
+  std::string MemPath(const std::string& rel) const {
+    return rel.empty() || rel == "." ? mem_root_ : StrCat(mem_root_, "/", rel);
   }
   void WalkMem(const std::string& dir, std::map<std::string, Entry>* out) const {
     auto names = mem_->List(MemPath(dir));
@@ -508,15 +516,18 @@ class Folder {
   }
 
   fs::path disk_;
-  std::unique_ptr<files::MemFileSystem> mem_;
+  std::shared_ptr<files::MemFileSystem> mem_;
+  std::string mem_root_;
 };
 
 struct Device {
   int index = 0;
   fs::path home;
   std::unique_ptr<Folder> folder;
+  std::unique_ptr<Folder> contacts;  // when SimOptions::contacts
   std::unique_ptr<client::Device> device;
   client::CollectionInfo info;
+  client::CollectionInfo contacts_info;
   std::unique_ptr<DeviceEnv> env;
   int offline_until = -1;  // step
 };
@@ -709,6 +720,68 @@ class Run {
     return StrCat("mkdir ", dir);
   }
 
+  // A contact's file: UID, a name, a note holding a marker, and phone numbers.
+  static std::string Card(const std::string& uid, const std::string& note) {
+    return StrCat("BEGIN:VCARD\r\nVERSION:4.0\r\nUID:", uid, "\r\nFN:Person ", uid,
+                  "\r\nNOTE:", note, "\r\nEND:VCARD\r\n");
+  }
+  std::string NewMarker() {
+    std::string marker = StrCat("<<", Hex64(rng_()), Hex64(rng_()), ">>");
+    markers_.push_back(marker);
+    return marker;
+  }
+
+  // The user of `d` changes contact `id` (a UID; its file is <uid>.vcf): a new note,
+  // or one more phone number. Notes are live until replaced where they were seen.
+  void EditContact(Device& d, const std::string& id) {
+    std::string file = id + ".vcf";
+    if (!d.contacts->Is(file, files::FileStat::kFile)) return;
+    std::string text = d.contacts->Read(file);
+    size_t at = text.find("\r\nNOTE:");
+    std::string marker = NewMarker();
+    if (Pick(3) != 0 && at != std::string::npos) {
+      size_t end = text.find("\r\n", at + 2);
+      notes_live_[text.substr(at + 7, end - at - 7)] = false;  // replaced knowingly
+      text.replace(at + 7, end - at - 7, marker);
+      notes_live_[marker] = true;
+    } else {
+      size_t end = text.rfind("END:VCARD");
+      if (end == std::string::npos) return;
+      text.insert(end, StrCat("TEL;TYPE=cell:+1 555 ", rng_() % 10000, "\r\n"));
+    }
+    d.contacts->Write(file, text, d.env->NowMs());
+  }
+
+  std::string ContactAction(Device& d) {
+    std::vector<std::string> uids;
+    for (const auto& [rel, e] : d.contacts->Walk()) {
+      if (e.stat.type == files::FileStat::kFile && rel.ends_with(".vcf")) {
+        uids.push_back(rel.substr(0, rel.size() - 4));
+      }
+    }
+    uint64_t r = Pick(100);
+    if (r < 35 || uids.empty()) {
+      std::string uid = StrCat("c", Hex64(rng_()).substr(0, 6));
+      if (d.contacts->Exists(uid + ".vcf")) return "contact-create-skipped";
+      std::string marker = NewMarker();
+      notes_live_[marker] = true;
+      d.contacts->Write(uid + ".vcf", Card(uid, marker), d.env->NowMs());
+      return StrCat("contact-create ", uid);
+    }
+    const std::string& uid = uids[Pick(uids.size())];
+    if (r < 85) {
+      EditContact(d, uid);
+      return StrCat("contact-edit ", uid);
+    }
+    std::string text = d.contacts->Read(uid + ".vcf");
+    size_t at = text.find("\r\nNOTE:");
+    if (at != std::string::npos) {
+      notes_live_[text.substr(at + 7, text.find("\r\n", at + 2) - at - 7)] = false;
+    }
+    d.contacts->RemoveAll(uid + ".vcf");
+    return StrCat("contact-delete ", uid);
+  }
+
   FaultPlan DrawFault() {
     FaultPlan plan;
     if (!faults_on_ || Pick(100) >= 35) return plan;
@@ -721,23 +794,40 @@ class Run {
   }
 
   // One sync of device `d`; the status code is the outcome.
-  absl::Status Sync(Device& d, const FaultPlan& plan, bool allow_mass_delete,
+  // One sync of device `d`'s files (or, `people`, its contacts); the status code is
+  // the outcome.
+  absl::Status Sync(Device& d, bool people, const FaultPlan& plan, bool allow_mass_delete,
                     SyncReport* report) {
-    auto shadow = engine::ShadowStore::Open((d.home / "shadow.db").string());
+    const std::string prefix = people ? "contacts-" : "";
+    const client::CollectionInfo& info = people ? d.contacts_info : d.info;
+    auto shadow = engine::ShadowStore::Open((d.home / (prefix + "shadow.db")).string());
     if (!shadow.ok()) return shadow.status();
-    auto cache =
-        engine::ChunkCache::Open((d.home / "cache.db").string(), 16u << 20, 8u << 20);
+    auto cache = engine::ChunkCache::Open((d.home / (prefix + "cache.db")).string(),
+                                          16u << 20, 8u << 20);
     if (!cache.ok()) return cache.status();
-    seal::ContentHasher hasher(d.info.key);
-    files::FilesOptions files_options;
-    files_options.root = d.folder->Root();
-    files_options.hash_threads = 2;
-    files_options.case_insensitive = false;
-    files_options.env = d.env.get();
-    files::FilesConnector real(files_options, &hasher, files::ChunkerSeed(hasher));
-    FaultyConnector connector(&real, plan, [&](const std::string& id) {
-      if (d.folder->Is(id, files::FileStat::kFile))
+    seal::ContentHasher hasher(info.key);
+    std::unique_ptr<Connector> real;
+    if (people) {
+      pim::RecordsOptions records_options;
+      records_options.root = d.contacts->Root();
+      records_options.kind = pim::RecordKind::kContact;
+      records_options.env = d.env.get();
+      real = std::make_unique<pim::RecordsConnector>(records_options);
+    } else {
+      files::FilesOptions files_options;
+      files_options.root = d.folder->Root();
+      files_options.hash_threads = 2;
+      files_options.case_insensitive = false;
+      files_options.env = d.env.get();
+      real = std::make_unique<files::FilesConnector>(files_options, &hasher,
+                                                     files::ChunkerSeed(hasher));
+    }
+    FaultyConnector connector(real.get(), plan, [&](const std::string& id) {
+      if (people) {
+        EditContact(d, id);
+      } else if (d.folder->Is(id, files::FileStat::kFile)) {
         UserWrite(d, id, d.folder->Read(id) + NewContent(50));
+      }
     });
     int thief = (d.index + 1) % static_cast<int>(devices_.size());
     uint64_t thief_token = 0;
@@ -745,18 +835,18 @@ class Run {
         &d.device->client(), plan,
         [&] {
           clock_.Advance(kLeaseTtlMs + 1000);
-          auto lease = devices_[thief].device->client().AcquireLease(d.info.collection_id,
+          auto lease = devices_[thief].device->client().AcquireLease(info.collection_id,
                                                                      kLeaseTtlMs);
           if (lease.ok()) thief_token = lease->fencing_token();
         },
         [&] {
-          (void)devices_[thief].device->client().ReleaseLease(d.info.collection_id,
+          (void)devices_[thief].device->client().ReleaseLease(info.collection_id,
                                                               thief_token);
         });
     EngineConfig config;
-    config.collection_id = d.info.collection_id;
+    config.collection_id = info.collection_id;
     config.device_id = d.device->state().device_id;
-    config.key = &d.info.key;
+    config.key = &info.key;
     config.client = &client;
     config.connector = &connector;
     config.shadow = shadow->get();
@@ -770,7 +860,7 @@ class Run {
     if (faulted) result_.faults += 1;
     // A device that crashed restarts from what it had made durable: in memory, its
     // folder loses everything else too (a power cut).
-    if (client.crashed() || connector.crashed()) d.folder->Crash();
+    if (client.crashed() || connector.crashed()) d.folder->Crash();  // the whole machine
     // A lease left behind (by a crash, a failed release or a thief) runs out before
     // anyone syncs again; otherwise the next device would wait for it in real time.
     if (!got.ok() || faulted) clock_.Advance(kLeaseTtlMs + 1000);
@@ -820,11 +910,16 @@ class Run {
       d.env = std::make_unique<DeviceEnv>(&clock_, &random_);
       if (InMemory(i)) {
         DeviceEnv* env = d.env.get();
-        d.folder = std::make_unique<Folder>(std::make_unique<files::MemFileSystem>(
-            [env] { return env->NowMs() * int64_t{1000000}; }));
-        d.env->mem = d.folder->mem();
+        auto mem = std::make_shared<files::MemFileSystem>(
+            [env] { return env->NowMs() * int64_t{1000000}; });
+        d.folder = std::make_unique<Folder>(mem, "/root");
+        if (options_.contacts) d.contacts = std::make_unique<Folder>(mem, "/contacts");
+        d.env->mem = mem.get();
       } else {
         d.folder = std::make_unique<Folder>(work_ / StrCat("dev", i) / "root");
+        if (options_.contacts) {
+          d.contacts = std::make_unique<Folder>(work_ / StrCat("dev", i) / "contacts");
+        }
       }
       // A third of the devices run days off.
       if (Pick(3) == 0)
@@ -840,6 +935,12 @@ class Run {
                          : d.device->FindCollection("Sim");
       if (!info.ok()) return Fail(StrCat("collection: ", info.status().message()));
       d.info = *info;
+      if (options_.contacts) {
+        auto people = i == 0 ? d.device->CreateCollection("People", "contacts")
+                             : d.device->FindCollection("People");
+        if (!people.ok()) return Fail(StrCat("contacts: ", people.status().message()));
+        d.contacts_info = *people;
+      }
       devices_.push_back(std::move(d));
     }
 
@@ -854,15 +955,18 @@ class Run {
         continue;
       }
       uint64_t r = Pick(100);
+      // A third of the actions and syncs are about contacts, when there are some.
+      const bool people = options_.contacts && Pick(3) == 0;
       if (r < 50) {
-        line += UserAction(d);
+        line += people ? ContactAction(d) : UserAction(d);
       } else if (r < 92) {
         FaultPlan plan = DrawFault();
         SyncReport report;
-        absl::Status s = Sync(d, plan, Pick(2) == 0, &report);
+        absl::Status s = Sync(d, people, plan, Pick(2) == 0, &report);
         result_.syncs += 1;
-        line += StrCat("sync fault=", KindName(plan.kind), ":", plan.call, "#", plan.nth,
-                       " -> ", absl::StatusCodeToString(s.code()));
+        line +=
+            StrCat(people ? "sync-contacts" : "sync", " fault=", KindName(plan.kind), ":",
+                   plan.call, "#", plan.nth, " -> ", absl::StatusCodeToString(s.code()));
         if (options_.verbose) {
           std::printf("    (pulled %llu, pushed %llu, seq %llu)\n",
                       static_cast<unsigned long long>(report.pulled_items),
@@ -886,27 +990,104 @@ class Run {
     for (int round = 0; round < kDrainRoundsMax && !quiet; ++round) {
       quiet = true;
       std::set<uint64_t> heads;  // quiet also means everyone saw the same head
+      std::set<uint64_t> contact_heads;
       for (Device& d : devices_) {
-        clock_.Advance(1000);
-        SyncReport report;
-        absl::Status s = Sync(d, FaultPlan(), true, &report);
-        result_.syncs += 1;
-        if (!s.ok()) {
-          if (options_.verbose) PrintLog();
-          return Fail(StrCat("drain sync of dev", d.index, ": ", s.ToString()));
+        for (bool people : {false, true}) {
+          if (people && !options_.contacts) continue;
+          clock_.Advance(1000);
+          SyncReport report;
+          absl::Status s = Sync(d, people, FaultPlan(), true, &report);
+          result_.syncs += 1;
+          if (!s.ok()) {
+            if (options_.verbose) PrintLog();
+            return Fail(StrCat("drain sync of dev", d.index, people ? " (contacts)" : "",
+                               ": ", s.ToString()));
+          }
+          if (report.pushed_items != 0 || report.pulled_items != 0) quiet = false;
+          (people ? contact_heads : heads).insert(report.head_seq);
         }
-        if (report.pushed_items != 0 || report.pulled_items != 0) quiet = false;
-        heads.insert(report.head_seq);
       }
-      if (heads.size() > 1) quiet = false;
+      if (heads.size() > 1 || contact_heads.size() > 1) quiet = false;
     }
     if (!quiet) return Fail(StrCat("no quiet round after ", kDrainRoundsMax, " rounds"));
     return Check();
   }
 
+  // Contacts: every device holds the same records (compared field by field, as
+  // files may be laid out differently), and every note a user wrote and nobody
+  // replaced where they saw it is in a record or in a device's conflict log.
+  SimResult CheckContacts() {
+    auto records = [](const Device& d) {
+      std::map<std::string, std::string> out;
+      for (const auto& [rel, e] : d.contacts->Walk()) {
+        if (e.stat.type != files::FileStat::kFile) continue;
+        auto record = pim::ParseRecord(pim::RecordKind::kContact, e.data);
+        if (!record.ok()) {
+          out[rel] = StrCat("unparsable: ", record.status().message());
+          continue;
+        }
+        std::string fields;
+        for (const auto& [name, value] : record->fields) {
+          fields += StrCat(name, "=", value, ";");
+        }
+        out[rel] = fields;
+      }
+      return out;
+    };
+    auto first = records(devices_[0]);
+    for (const Device& d : devices_) {
+      auto other = records(d);
+      if (other == first) continue;
+      std::string diff;
+      for (const auto& [rel, what] : first) {
+        auto it = other.find(rel);
+        if (it == other.end()) {
+          diff += StrCat(" missing on dev", d.index, ": ", rel, ";");
+        } else if (it->second != what) {
+          diff += StrCat(" differs: ", rel, ": ", what, " / ", it->second, ";");
+        }
+      }
+      for (const auto& [rel, what] : other) {
+        if (!first.contains(rel)) diff += StrCat(" only on dev", d.index, ": ", rel, ";");
+      }
+      return Fail(
+          StrCat("contacts of dev0 and dev", d.index, " differ:", diff.substr(0, 800)));
+    }
+    std::string kept;
+    for (const auto& [rel, fields] : first) kept += fields;
+    for (const Device& d : devices_) {
+      auto shadow = engine::ShadowStore::Open((d.home / "contacts-shadow.db").string());
+      if (!shadow.ok())
+        return Fail(StrCat("contacts shadow: ", shadow.status().message()));
+      auto conflicts = (*shadow)->Conflicts();
+      if (!conflicts.ok())
+        return Fail(StrCat("conflicts: ", conflicts.status().message()));
+      for (const engine::ConflictRecord& c : *conflicts) {
+        kept += c.kept_value + ";" + c.other_value + ";";
+      }
+    }
+    int lost = 0;
+    for (const auto& [marker, live] : notes_live_) {
+      if (live && kept.find(marker) == std::string::npos) ++lost;
+    }
+    if (lost > 0)
+      return Fail(StrCat(lost, " contact notes are nowhere in the final state"));
+    for (const auto& [rel, fields] : first) Trace(StrCat("contact ", rel, " ", fields));
+    SimResult ok;
+    ok.ok = true;
+    return ok;
+  }
+
   // Every transaction of the log, for a person reading a failing seed.
   void PrintLog() {
-    auto log = devices_[0].device->ReadLog(devices_[0].info, 0);
+    PrintLog(devices_[0].info);
+    if (options_.contacts) {
+      std::printf("  contacts:\n");
+      PrintLog(devices_[0].contacts_info);
+    }
+  }
+  void PrintLog(const client::CollectionInfo& info) {
+    auto log = devices_[0].device->ReadLog(info, 0);
     if (!log.ok()) return;
     for (const auto& [seq, tx] : *log) {
       std::string line =
@@ -970,10 +1151,17 @@ class Run {
                       fs::directory_iterator()) != 1) {
       return Fail("something changed outside the roots");
     }
+    const std::vector<std::string> tops =
+        options_.contacts ? std::vector<std::string>{"contacts", "outside", "root"}
+                          : std::vector<std::string>{"outside", "root"};
     for (const Device& d : devices_) {
-      if (!d.folder->OutsideUntouched()) {
-        return Fail(StrCat("something changed outside dev", d.index, "'s root"));
+      if (!d.folder->OutsideUntouched(tops)) {
+        return Fail(StrCat("something changed outside dev", d.index, "'s folders"));
       }
+    }
+    if (options_.contacts) {
+      SimResult people = CheckContacts();
+      if (!people.ok) return people;
     }
     for (const auto& entry : fs::directory_iterator(work_)) {
       std::string name = entry.path().filename().string();
@@ -1012,6 +1200,7 @@ class Run {
   std::vector<Device> devices_;
   bool faults_on_ = false;
   std::map<size_t, bool> live_;
+  std::map<std::string, bool> notes_live_;  // contact notes by marker
   std::vector<std::string> markers_;
   std::set<std::string> names_;
   uint64_t trace_hash_ = kFnv1aOffset;

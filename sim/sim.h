@@ -33,6 +33,9 @@ struct SimOptions {
   int steps = 80;        // random steps before the heal-and-drain phase
   bool verbose = false;  // print every step
   SimFs fs = SimFs::kMixed;
+  // Each device also syncs a folder of contacts (vCard files) whose fields its user
+  // edits. Off: the steps of runs made before contacts were simulated.
+  bool contacts = true;
 };
 
 struct SimResult {

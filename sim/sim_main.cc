@@ -14,11 +14,15 @@ int main(int argc, char** argv) {
   int steps = 80;
   bool verbose = false;
   std::string fs_name = "mixed";
+  bool contacts = true;
   app.add_option("--seeds", seeds, "how many seeds");
   app.add_option("--fs", fs_name,
                  "where the devices' folders are: disk, mem (a crash is a power cut), "
                  "or mixed (each device one or the other, by the seed)")
       ->check(CLI::IsMember({"disk", "mem", "mixed"}))
+      ->capture_default_str();
+  app.add_option("--contacts", contacts,
+                 "each device also syncs contacts (false: runs recorded before)")
       ->capture_default_str();
   app.add_option("--seed-start", seed_start, "the first seed");
   app.add_option("--steps", steps, "random steps per seed before healing");
@@ -30,7 +34,7 @@ int main(int argc, char** argv) {
                                                   : ferry::sim::SimFs::kMixed;
 
   if (determinism != 0) {
-    ferry::sim::SimOptions options{determinism, steps, verbose, fs};
+    ferry::sim::SimOptions options{determinism, steps, verbose, fs, contacts};
     ferry::sim::SimResult a = ferry::sim::RunSeed(options);
     ferry::sim::SimResult b = ferry::sim::RunSeed(options);
     if (!a.ok || !b.ok) {
@@ -46,7 +50,7 @@ int main(int argc, char** argv) {
   int failed = 0;
   long long syncs = 0, faults = 0, conflicts = 0;
   for (uint64_t seed = seed_start; seed < seed_start + seeds; ++seed) {
-    ferry::sim::SimResult r = ferry::sim::RunSeed({seed, steps, verbose, fs});
+    ferry::sim::SimResult r = ferry::sim::RunSeed({seed, steps, verbose, fs, contacts});
     syncs += r.syncs;
     faults += r.faults;
     conflicts += r.conflicts;
