@@ -279,6 +279,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   // Temporary files of ours that nothing has touched for a long time were left by a
   // crash: removed (if still unchanged) after the walk.
   std::vector<std::pair<std::string, FileStat>> stale_temps;
+  // Directories ignored (by the rules, or as temporary files of ours).
+  std::set<std::string, std::less<>> ignored_dirs;
   const int64_t scan_ms = env_->NowMs();
   const int64_t stale_before_ns =
       (scan_ms - options_.stale_temp_age_ms) * int64_t{1000000};
@@ -288,25 +290,36 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
         if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
           name = name.substr(slash + 1);
         }
+        const bool is_dir = stat.type == FileStat::kDir;
         if (RootDir::IsTempName(name)) {
           if (stat.type == FileStat::kFile && stat.ctime_ns < stale_before_ns) {
             stale_temps.emplace_back(path, stat);
           }
+          if (is_dir) ignored_dirs.insert(path);
           return;
         }
-        if (rules.Matches(path, stat.type == FileStat::kDir)) return;
+        // The walk visits a directory before what is in it, so an entry is ignored
+        // when its directory was, or by its own level (IgnoreRules::MatchesOwnLevel).
+        const size_t slash = path.rfind('/');
+        if ((slash != std::string::npos && !ignored_dirs.empty() &&
+             ignored_dirs.contains(std::string_view(path).substr(0, slash))) ||
+            rules.MatchesOwnLevel(path, is_dir)) {
+          if (is_dir) ignored_dirs.insert(path);
+          return;
+        }
         NoteLocalName(path);
         if (stat.type == FileStat::kOther) {
           result.skipped.emplace_back(path, "not a file, directory or symbolic link");
           return;
         }
         std::string stamp = EncodeStamp(stat, scan_ms);
-        auto old = stamps.find(path);
-        auto item = synced.find(path);
-        if (old != stamps.end() && StampUnchanged(old->second, stamp) &&
-            item != synced.end()) {
-          result.items[path] = LocalItem{item->second, stamp};
-          return;
+        if (auto old = stamps.find(path);
+            old != stamps.end() && StampUnchanged(old->second, stamp)) {
+          if (auto item = synced.find(path); item != synced.end()) {
+            result.items.emplace_hint(result.items.end(), path,
+                                      LocalItem{item->second, std::move(stamp)});
+            return;
+          }
         }
         if (stat.type == FileStat::kFile) {
           to_hash.emplace_back(path, stat);

@@ -529,4 +529,22 @@ bool IgnoreRules::Matches(std::string_view path, bool is_dir) const {
   return false;
 }
 
+bool IgnoreRules::MatchesOwnLevel(std::string_view path, bool is_dir) const {
+  if (path.empty() || rules_.empty()) return false;
+  Scratch scratch;
+  const size_t slash = path.rfind('/');
+  const std::string_view base = slash == kNpos ? path : path.substr(slash + 1);
+  auto matches = [&](const Rule& rule) {
+    if (rule.never_matches || (rule.dir_only && !is_dir)) return false;
+    return TextMatches(rule, rule.basename_only ? base : path, scratch);
+  };
+  for (const Rule& rule : rules_) {
+    if (rule.sticky && matches(rule)) return true;
+  }
+  for (size_t i = rules_.size(); i-- > 0;) {
+    if (!rules_[i].sticky && matches(rules_[i])) return !rules_[i].negated;
+  }
+  return false;
+}
+
 }  // namespace ferry::files

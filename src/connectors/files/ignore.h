@@ -84,6 +84,12 @@ class IgnoreRules {
   // one pass over the path per rule; no recursion or backtracking.
   bool Matches(std::string_view path, bool is_dir) const;
 
+  // Matches() without the ancestors: whether the rules exclude `path` by its own
+  // level. Matches(p, d) == Matches(parent of p, true) || MatchesOwnLevel(p, d), so a
+  // walk that remembers which directories were ignored pays O(rules) per entry, not
+  // O(rules * depth).
+  bool MatchesOwnLevel(std::string_view path, bool is_dir) const;
+
   // Number of rules (for tests and diagnostics).
   size_t size() const;
 

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <iterator>
 #include <ostream>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -738,6 +740,35 @@ INSTANTIATE_TEST_SUITE_P(
                       GitCase{"[!a]/x\n", "b/x", kFile, true},
                       GitCase{"*/\n", "f", kFile, false},
                       GitCase{"*/\n", "d/f", kFile, true}));
+
+// The split a walk relies on, checked on random rules and paths against Matches().
+TEST(IgnoreMatchTest, OwnLevelAndParentGiveMatches) {
+  static const char* kPatterns[] = {"*.c",  "!a/*.c", "a/",     "!a/b",   "a/*",  "!a/b/",
+                                    "a/**", "**/b",   "b",      "[!a]/x", "*/",   "x?",
+                                    "/b",   "!x",     "a/**/c", "*~",     "!*.c", "d/"};
+  static const char* kParts[] = {"a", "b",   "c",      "x",     "x.c",
+                                 "d", "ab~", ".ferry", ".a.swp"};
+  std::mt19937_64 random(5);
+  for (int round = 0; round < 3000; ++round) {
+    std::string text;
+    for (int r = 0, n = 1 + static_cast<int>(random() % 4); r < n; ++r) {
+      text += StrCat(kPatterns[random() % std::size(kPatterns)], "\n");
+    }
+    IgnoreRules rules = MustParse(text);
+    if (random() % 3 == 0) rules = IgnoreRules::Combine(IgnoreRules::BuiltIn(), rules);
+    std::string path = kParts[random() % std::size(kParts)];
+    for (int depth = static_cast<int>(random() % 4); depth > 0; --depth) {
+      path += StrCat("/", kParts[random() % std::size(kParts)]);
+    }
+    const bool is_dir = random() % 2 == 0;
+    const size_t slash = path.rfind('/');
+    const bool parent =
+        slash != std::string::npos && rules.Matches(path.substr(0, slash), true);
+    EXPECT_EQ(rules.Matches(path, is_dir), parent || rules.MatchesOwnLevel(path, is_dir))
+        << "rules:\n"
+        << text << "path: " << path << (is_dir ? "/" : "");
+  }
+}
 
 }  // namespace
 }  // namespace ferry::files
