@@ -767,17 +767,22 @@ absl::Status Cycle::RunOnce(bool* again) {
     retried_deletes.insert(id);
   }
 
+  // The conflict log first: a merged record written over a local edit keeps the
+  // losing value only there, so it must be durable before the write (a crash between
+  // the two lost it: simulation seed 300021).
+  if (!plan.conflicts.empty()) {
+    ShadowUpdate conflicts_only;
+    conflicts_only.conflicts = plan.conflicts;
+    FERRY_RETURN_IF_ERROR(c_.shadow->Commit(conflicts_only));
+  }
   // Apply theirs locally, then fold the settled items and the cursor into the shadow.
   StampMap stamps;
   std::set<std::string> deferred, refused;
   FERRY_RETURN_IF_ERROR(ApplyLocal(plan, scan, &stamps, &deferred, &refused));
   if (!deferred.empty()) {
     // Something changed locally while we applied. Folding their changes in now would
-    // hide them from the next merge, so only the conflict log is kept and the cycle
-    // runs again: what was applied shows up as converged, the rest merges properly.
-    ShadowUpdate conflicts_only;
-    conflicts_only.conflicts = plan.conflicts;
-    FERRY_RETURN_IF_ERROR(c_.shadow->Commit(conflicts_only));
+    // hide them from the next merge, so the cycle runs again (the conflict log is
+    // kept): what was applied shows up as converged, the rest merges properly.
     *again = true;
     return absl::OkStatus();
   }
@@ -825,7 +830,6 @@ absl::Status Cycle::RunOnce(bool* again) {
   }
   update.cursor = pulled.cursor;
   update.hlc = hlc_;
-  update.conflicts = plan.conflicts;
   FERRY_RETURN_IF_ERROR(c_.shadow->Commit(update));
 
   std::vector<v1::Op> ops = MakeOps(plan, pulled.theirs);

@@ -86,11 +86,24 @@ absl::Status ShadowStore::Commit(const ShadowUpdate& update) {
   for (const auto& [key, value] : update.settings) {
     FERRY_RETURN_IF_ERROR(set_meta("setting/" + key, value));
   }
+  // A conflict already logged and not resolved is not logged twice: a merge that was
+  // interrupted after logging its conflicts (they are logged before anything is
+  // applied) finds the same ones when it runs again.
+  FERRY_ASSIGN_OR_RETURN(
+      auto logged,
+      db_->Prepare("SELECT 1 FROM conflicts WHERE resolved = 0 AND item_id = ? AND "
+                   "kind = ? AND kept_as = ? AND field = ? AND kept_value = ? AND "
+                   "other_value = ?"));
   FERRY_ASSIGN_OR_RETURN(auto conflict,
                          db_->Prepare("INSERT INTO conflicts(time_ms, item_id, kind, "
                                       "kept_as, detail, field, kept_value, other_value)"
                                       " VALUES(?,?,?,?,?,?,?,?)"));
   for (const ConflictRecord& c : update.conflicts) {
+    logged.Reset();
+    logged.BindText(1, c.item_id).BindText(2, c.kind).BindText(3, c.kept_as);
+    logged.BindText(4, c.field).BindBlob(5, c.kept_value).BindBlob(6, c.other_value);
+    FERRY_ASSIGN_OR_RETURN(bool seen, logged.Step());
+    if (seen) continue;
     conflict.Reset();
     conflict.Bind(1, c.time_ms).BindText(2, c.item_id).BindText(3, c.kind);
     conflict.BindText(4, c.kept_as).BindText(5, c.detail).BindText(6, c.field);
