@@ -15,10 +15,13 @@
 namespace ferry::net {
 namespace {
 
-// Prefixes the server address to connection failures, so a person sees where.
+// Prefixes the server address to connection failures and to the server running out
+// of something (its disk is full), so a person sees where: a full disk here and one at
+// ferryd say the same "No space left on device".
 absl::Status Annotate(const grpc::Status& status, const std::string& server) {
   absl::Status s = rpc::FromGrpc(status);
-  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) {
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) ||
+      absl::IsResourceExhausted(s)) {
     return absl::Status(s.code(), StrCat("ferryd at ", server, ": ", s.message()));
   }
   return s;

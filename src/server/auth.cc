@@ -41,8 +41,12 @@ absl::StatusOr<DeviceRecord> Authenticator::Authenticate(
   }
   int64_t now_ms = clock_->NowMs();
   if (now_ms - device->last_seen_ms >= kTouchIntervalMs) {
-    FERRY_RETURN_IF_ERROR(backend_->TouchDevice(device->device_id, now_ms));
-    device->last_seen_ms = now_ms;
+    // last_seen_ms is only shown to the person (`ferry devices`); a touch that fails
+    // (a full disk, a read-only database) must not refuse a call that needs no write,
+    // such as a pull. The next call tries again.
+    if (backend_->TouchDevice(device->device_id, now_ms).ok()) {
+      device->last_seen_ms = now_ms;
+    }
   }
   return device;
 }

@@ -24,6 +24,9 @@ absl::Status Error(sqlite3* db, int rc, std::string_view what) {
   if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
     return absl::DataLossError(message);
   }
+  // A full disk, as ErrnoStatus says ENOSPC: the statement was rolled back and may
+  // succeed once there is space again.
+  if (primary == SQLITE_FULL) return absl::ResourceExhaustedError(message);
   return absl::InternalError(message);
 }
 

@@ -149,13 +149,21 @@ absl::StatusOr<std::vector<PackLocation>> PackStore::Append(
   if (written.ok() && ::fdatasync(current_fd_) != 0) {
     written = ErrnoStatus(errno, "fdatasync", path);
   }
-  // Bytes of a failed append may or may not be in the file: the next append starts
-  // after them either way, and nothing refers to them.
-  struct stat st;
-  if (::fstat(current_fd_, &st) == 0) {
-    current_size_ = std::max<uint64_t>(current_size_, static_cast<uint64_t>(st.st_size));
+  if (!written.ok()) {
+    // Nothing refers to the bytes of a failed append. They are cut off, so that a
+    // write that failed on a full disk gives its space back: otherwise each failure
+    // would keep what it managed to write, and a retry once some space is freed could
+    // find it taken again. When they cannot be cut off, the next append starts after
+    // them; they may be in the file or not.
+    if (::ftruncate(current_fd_, static_cast<off_t>(current_size_)) != 0) {
+      struct stat st;
+      if (::fstat(current_fd_, &st) == 0) {
+        current_size_ =
+            std::max<uint64_t>(current_size_, static_cast<uint64_t>(st.st_size));
+      }
+    }
+    return written;
   }
-  FERRY_RETURN_IF_ERROR(written);
   current_size_ = std::max<uint64_t>(
       current_size_, out.empty() ? current_size_ : out.back().offset + out.back().size);
   return out;

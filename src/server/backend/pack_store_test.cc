@@ -1,6 +1,8 @@
 #include "src/server/backend/pack_store.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -87,6 +89,37 @@ TEST_F(PackStoreTest, GarbageLeftByACrashedAppendIsSkipped) {
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(*(*store)->Read(a, "id-a"), "alpha");
   EXPECT_EQ(*(*store)->Read((*b)[0], "id-b"), "beta");
+}
+
+// A write that fails part way (a full disk; here a file size limit, which fails the
+// same way without a file system of its own) leaves no bytes behind: the space is
+// given back, and the next append goes where the failed one started.
+TEST_F(PackStoreTest, AFailedAppendGivesItsSpaceBack) {
+  auto store = PackStore::Open(dir_);
+  ASSERT_TRUE(store.ok());
+  auto a = (*store)->Append({{"id-a", "alpha"}});
+  ASSERT_TRUE(a.ok());
+  std::string pack = dir_ + "/pack-00000001";
+  uintmax_t size_before = std::filesystem::file_size(pack);
+  // Writes past the limit fail with EFBIG (SIGXFSZ ignored) after a partial write.
+  constexpr rlim_t kLimitBytes = 64 << 10;
+  struct rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  struct rlimit limit = {kLimitBytes, old_limit.rlim_max};
+  sighandler_t old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  auto failed = (*store)->Append({{"id-big", std::string(200 << 10, 'b')}});
+  uintmax_t size_after_failure = std::filesystem::file_size(pack);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  ::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(size_after_failure, size_before);
+  auto b = (*store)->Append({{"id-b", "beta"}});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*b)[0].offset, size_before + 8 + 4);  // header and id, then the data
+  EXPECT_EQ(*(*store)->Read((*a)[0], "id-a"), "alpha");
+  EXPECT_EQ(*(*store)->Read((*b)[0], "id-b"), "beta");
+  EXPECT_EQ(std::filesystem::file_size(pack), size_before + 8 + 4 + 4);
 }
 
 }  // namespace
