@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := cmake ninja-build g++ clang-14 libclang-rt-14-dev ccache pkg-
   libcli11-dev libspdlog-dev libtomlplusplus-dev \
   libgtest-dev libgmock-dev libbenchmark-dev openssl khard khal
 
-.PHONY: deps build test demo asan fuzz bench bench-compare format clean
+.PHONY: deps build test demo asan asan-ci sim crash-long fuzz bench bench-compare format clean
 
 deps:
 	@missing=""; \
@@ -49,6 +49,13 @@ SEEDS ?= 1000
 SEED_START ?= 1
 sim: build
 	build/$(PRESET)/sim/ferry_sim --seeds $(SEEDS) --seed-start $(SEED_START)
+
+# kill -9 of `ferry sync` and of `ferryd`, ROUNDS rounds of each (tests/crash_test.cc;
+# `make test` runs 20). CRASH_SEED, when set, starts the random choices elsewhere.
+ROUNDS ?= 500
+CRASH_SEED ?=
+crash-long: build
+	FERRY_CRASH_ROUNDS=$(ROUNDS) FERRY_CRASH_SEED=$(CRASH_SEED) build/$(PRESET)/tests/crash_test
 
 # Runs every libFuzzer target for FUZZ_SECONDS (default 60) on its corpus.
 FUZZ_SECONDS ?= 60

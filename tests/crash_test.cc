@@ -3,6 +3,13 @@
 // device is a complete version that the pushing device once had (never half-written),
 // and the log never loses an append a device saw acknowledged; after the last round,
 // plain syncs converge and every edit is there.
+//
+// Each test runs kRoundsDefault rounds; FERRY_CRASH_ROUNDS=N runs N (`make crash-long`),
+// and FERRY_CRASH_SEED=S starts the random choices from another seed.
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -10,6 +17,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "src/core/strings.h"
 #include "tests/process.h"
 
 namespace ferry {
@@ -22,14 +30,44 @@ using testing::FerryPath;
 using testing::RunCommand;
 using testing::TempDir;
 
-constexpr int kRounds = 20;
-constexpr uint64_t kSeed = 20261127;
+constexpr int kRoundsDefault = 20;
+constexpr uint64_t kSeedDefault = 20261127;
+// From this round on, each test deletes on a the file it made this many rounds
+// earlier, so that a long run's folders stay near the size of a default run's.
+constexpr int kNewFilesKept = 20;
+// From kNewFilesKept on, the first test lets both syncs finish every this many rounds.
+// Otherwise a's backlog soon outgrows the kill window, no sync completes any more, and
+// a long run would only kill scans and uploads, never b's applies.
+constexpr int kDrainEveryRounds = 10;
+
+// The positive number in environment variable `name`, `fallback` when it is unset.
+// A value that is not one fails the test: a mistyped count must not run the default.
+uint64_t FromEnv(const char* name, uint64_t fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  uint64_t value = 0;
+  const char* end = text + std::strlen(text);
+  auto [at, error] = std::from_chars(text, end, value);
+  if (error != std::errc() || at != end || value == 0) {
+    ADD_FAILURE() << name << "=" << text << " is not a positive number";
+    return fallback;
+  }
+  return value;
+}
+
+int Rounds() {
+  return static_cast<int>(
+      std::min<uint64_t>(FromEnv("FERRY_CRASH_ROUNDS", kRoundsDefault), 1000000));
+}
 
 std::string ReadAll(const fs::path& path) { return testing::ReadWholeFile(path); }
 
 class CrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    std::printf("%d rounds, seed %llu\n", Rounds(),
+                static_cast<unsigned long long>(seed_));
+    if (HasFailure()) GTEST_FAIL() << "FERRY_CRASH_ROUNDS or FERRY_CRASH_SEED is wrong";
     std::ofstream(dir_ / "passphrase") << "crash test passphrase\n";
     server_ = std::make_unique<FerrydProcess>(dir_ / "server");
     ASSERT_TRUE(server_->ok()) << server_->error();
@@ -59,12 +97,19 @@ class CrashTest : public ::testing::Test {
     return RunCommand(argv, "", timeout_ms);
   }
 
-  // Writes a file on device a and remembers the version.
+  // Writes a file on device a and remembers the version (by hash, so that a long run
+  // does not hold every version ever written).
   void Write(const std::string& rel, const std::string& data) {
     fs::path path = fs::path(dir_ / "root-a") / rel;
     fs::create_directories(path.parent_path());
     std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
-    versions_[rel].insert(data);
+    versions_[rel].insert(std::hash<std::string>{}(data));
+  }
+
+  // Deletes on a the file made `kNewFilesKept` rounds before `round`.
+  void DeleteOldRoundFile(int round) {
+    if (round < kNewFilesKept) return;
+    fs::remove(fs::path(dir_ / "root-a") / StrCat("new/round", round - kNewFilesKept));
   }
 
   std::string Random(size_t n) {
@@ -84,15 +129,16 @@ class CrashTest : public ::testing::Test {
       std::string rel = fs::relative(entry.path(), root).string();
       auto known = versions_.find(rel);
       ASSERT_NE(known, versions_.end()) << "round " << round << ": unknown file " << rel;
-      EXPECT_TRUE(known->second.contains(ReadAll(entry.path())))
+      EXPECT_TRUE(known->second.contains(std::hash<std::string>{}(ReadAll(entry.path()))))
           << "round " << round << ": " << rel << " is not a version a ever had";
     }
   }
 
   TempDir dir_;
   std::unique_ptr<FerrydProcess> server_;
-  std::mt19937_64 random_{kSeed};
-  std::map<std::string, std::set<std::string>> versions_;
+  const uint64_t seed_ = FromEnv("FERRY_CRASH_SEED", kSeedDefault);
+  std::mt19937_64 random_{seed_};
+  std::map<std::string, std::set<size_t>> versions_;  // path -> hashes of contents
 };
 
 TEST_F(CrashTest, KilledSyncsConvergeWithNothingLostOrTorn) {
@@ -104,8 +150,9 @@ TEST_F(CrashTest, KilledSyncsConvergeWithNothingLostOrTorn) {
   Write("big.bin", Random(6 << 20));
   files.push_back("big.bin");
   std::uniform_int_distribution<int> kill_ms(5, 400);
+  const int rounds = Rounds();
   int killed = 0;
-  for (int round = 0; round < kRounds; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     // a edits, creates, renames and deletes a little each round.
     for (int e = 0; e < 4; ++e) {
       const std::string& rel = files[random_() % files.size()];
@@ -114,21 +161,30 @@ TEST_F(CrashTest, KilledSyncsConvergeWithNothingLostOrTorn) {
     }
     Write("new/round" + std::to_string(round), Random(3 << 20));
     files.push_back("new/round" + std::to_string(round));
+    DeleteOldRoundFile(round);
     CommandResult push = Ferry("a", {"sync"}, kill_ms(random_));
     CommandResult pull = Ferry("b", {"sync"}, kill_ms(random_));
     killed += (push.exit_code == -1) + (pull.exit_code == -1);
     ExpectNoTornFiles(round);
+    if (round >= kNewFilesKept && round % kDrainEveryRounds == 0) {
+      for (const char* device : {"a", "b"}) {
+        CommandResult r = Ferry(device, {"sync"});
+        ASSERT_EQ(r.exit_code, 0)
+            << "round " << round << ", " << device << ": " << r.out << r.err;
+      }
+      ExpectNoTornFiles(round);
+    }
     if (::testing::Test::HasFailure()) return;
   }
   // The point is kills mid-sync; a machine fast enough to finish most syncs within the
   // kill window would make this test weak, and this says so.
-  EXPECT_GE(killed, kRounds / 4) << "too few kills landed mid-sync";
+  EXPECT_GE(killed, rounds / 4) << "too few kills landed mid-sync";
   // Plain syncs now: everything converges.
   for (const char* device : {"a", "b", "a", "b"}) {
     CommandResult r = Ferry(device, {"sync"});
     ASSERT_EQ(r.exit_code, 0) << device << ": " << r.out << r.err;
   }
-  ExpectNoTornFiles(kRounds);
+  ExpectNoTornFiles(rounds);
   for (const std::string& rel : files) {
     fs::path a = fs::path(dir_ / "root-a") / rel, b = fs::path(dir_ / "root-b") / rel;
     ASSERT_EQ(fs::exists(a), fs::exists(b)) << rel;
@@ -153,8 +209,9 @@ TEST_F(CrashTest, KilledServerLosesNoAcknowledgedAppend) {
   std::string address = server_->address();
   std::uniform_int_distribution<int> kill_ms(1, 250);
   uint64_t acknowledged = 0;
+  const int rounds = Rounds();
   int failed_pushes = 0;
-  for (int round = 0; round < kRounds; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     for (int e = 0; e < 3; ++e) {
       const std::string& rel = files[random_() % files.size()];
       if (fs::exists(fs::path(dir_ / "root-a") / rel))
@@ -162,6 +219,7 @@ TEST_F(CrashTest, KilledServerLosesNoAcknowledgedAppend) {
     }
     Write("new/round" + std::to_string(round), Random(1 << 20));
     files.push_back("new/round" + std::to_string(round));
+    DeleteOldRoundFile(round);
     // ferryd dies at a random moment of a's push (the wait only places the fault; the
     // test waits for nothing with it).
     int delay = kill_ms(random_);
@@ -191,7 +249,7 @@ TEST_F(CrashTest, KilledServerLosesNoAcknowledgedAppend) {
     ExpectNoTornFiles(round);
     if (::testing::Test::HasFailure()) return;
   }
-  EXPECT_GE(failed_pushes, kRounds / 4) << "too few kills landed mid-push";
+  EXPECT_GE(failed_pushes, rounds / 4) << "too few kills landed mid-push";
   for (const std::string& rel : files) {
     fs::path a = fs::path(dir_ / "root-a") / rel, b = fs::path(dir_ / "root-b") / rel;
     ASSERT_EQ(fs::exists(a), fs::exists(b)) << rel;
