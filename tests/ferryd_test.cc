@@ -11,7 +11,9 @@
 #include "gtest/gtest.h"
 #include "src/client/device.h"
 #include "src/core/limits.h"
+#include "src/core/strings.h"
 #include "src/seal/seal.h"
+#include "src/sqlite/sqlite.h"
 #include "src/tls/tls.h"
 #include "tests/process.h"
 
@@ -287,8 +289,18 @@ TEST_F(FerrydTest, FailedLoginsAreRateLimited) {
   }
   EXPECT_EQ((*raw)->Login(wrong).status().code(), absl::StatusCode::kUnauthenticated);
   // Now the account waits; even the right passphrase is not checked until then.
-  auto blocked = (*raw)->Login(wrong);
+  EXPECT_EQ((*raw)->Login(wrong).status().code(), absl::StatusCode::kResourceExhausted);
+  client::LoginOptions right{dir_ / "alice-phone",
+                             server_->address(),
+                             "alice",
+                             "passphrase of alice",
+                             "phone",
+                             "",
+                             false};
+  auto blocked = Device::Login(right);
   EXPECT_EQ(blocked.status().code(), absl::StatusCode::kResourceExhausted)
+      << blocked.status();
+  EXPECT_NE(blocked.status().message().find("retry in"), std::string::npos)
       << blocked.status();
   // An unknown user looks like a real one: plausible parameters, stable salt.
   auto p1 = (*raw)->GetLoginParams("nobody");
@@ -365,9 +377,10 @@ TEST_F(FerrydTest, ServerHoldsNoPlaintext) {
 
 class RawCallTest : public FerrydTest {
  protected:
-  // Sends raw bytes as the request of `method`.
+  // Sends raw bytes as the request of `method`, with `authorization: <scheme><token>`
+  // unless the token is empty.
   grpc::Status CallRaw(const std::string& method, const std::string& bytes,
-                       const std::string& token) {
+                       const std::string& token, const std::string& scheme = "Bearer ") {
     grpc::SslCredentialsOptions ssl;
     auto pem = tls::LoadOrCreateServerCertificate(server_->data_dir());
     EXPECT_TRUE(pem.ok());
@@ -380,7 +393,7 @@ class RawCallTest : public FerrydTest {
     grpc::GenericStub stub(channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
-    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    if (!token.empty()) context.AddMetadata("authorization", scheme + token);
     grpc::Slice slice(bytes);
     grpc::ByteBuffer request(&slice, 1), response;
     grpc::Status status;
@@ -438,6 +451,161 @@ TEST_F(RawCallTest, BadInputGetsClearErrorsAndLosesNothing) {
   ASSERT_TRUE(log.ok()) << log.status();
   ASSERT_EQ(log->size(), 1u);
   EXPECT_EQ((*log)[0].second.ops(0).put().item().fields(0).bytes(), "kept");
+}
+
+// Fencing tokens and device tokens are secrets of the device that holds them: no status
+// and no line of ferryd's log repeats one, whichever wrong, stale or other device's
+// token a call carries. ferryd logs at trace, its most verbose level.
+TEST_F(RawCallTest, TokensAreNeverEchoedInErrorsOrTheLog) {
+  auto a = NewAccount("alice", "laptop");
+  auto b = LoginDevice("alice", "phone");
+  auto bob = NewAccount("bob", "laptop");
+  ASSERT_TRUE(a && b && bob);
+  auto c = a->CreateCollection("Docs", "files");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto c_on_b = b->FindCollection("Docs");
+  ASSERT_TRUE(c_on_b.ok()) << c_on_b.status();
+  const std::string id = c->collection_id;
+  // Fencing tokens count from 1, and "1" or "2" is in any message with a digit. So the
+  // collection's lease row is given a token far from every other number ferryd prints
+  // (as a long-lived collection has), with ferryd stopped; it restarts on the same
+  // address.
+  constexpr uint64_t kIssuedBefore = 7'340'982'165'301;
+  const std::string address = server_->address();
+  ASSERT_EQ(server_->Stop(), 0);
+  {
+    auto db = sqlite::Database::Open(dir_ / "server/ferry.db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    auto insert = (*db)->Prepare(
+        "INSERT INTO leases(collection_id, device_id, fencing_token, expires_ms)"
+        " VALUES(?1, '', ?2, 0)");
+    ASSERT_TRUE(insert.ok()) << insert.status();
+    ASSERT_TRUE(
+        insert->BindText(1, id).Bind(2, static_cast<int64_t>(kIssuedBefore)).Run().ok());
+  }
+  server_ = std::make_unique<FerrydProcess>(
+      dir_ / "server", std::vector<std::string>{"--log-level", "trace"}, address);
+  ASSERT_TRUE(server_->ok()) << server_->error();
+
+  using absl::StatusCode;
+  std::vector<std::string> said;  // every message ferryd answered
+  auto refused = [&](const absl::Status& status, StatusCode code) {
+    EXPECT_EQ(status.code(), code) << status;
+    said.emplace_back(status.message());
+  };
+  net::Client& on_a = a->client();
+  net::Client& on_b = b->client();
+  auto lease_a = on_a.AcquireLease(id, 60000);
+  ASSERT_TRUE(lease_a.ok()) << lease_a.status();
+  const uint64_t t_a = lease_a->fencing_token();
+  ASSERT_EQ(t_a, kIssuedBefore + 1);
+  const uint64_t never = t_a + 1'000'003;
+  // a holds the lease: b calls with a's token, a with one never issued, bob (another
+  // account) with a's.
+  refused(on_b.RenewLease(id, t_a, 60000).status(), StatusCode::kFailedPrecondition);
+  refused(on_b.ReleaseLease(id, t_a), StatusCode::kFailedPrecondition);
+  refused(on_b.Append(id, Envelope(*b, *c_on_b, 0, "b"), t_a).status(),
+          StatusCode::kFailedPrecondition);
+  refused(on_b.AcquireLease(id, 60000).status(), StatusCode::kFailedPrecondition);
+  refused(on_a.RenewLease(id, never, 60000).status(), StatusCode::kFailedPrecondition);
+  refused(on_a.ReleaseLease(id, never), StatusCode::kFailedPrecondition);
+  refused(on_a.Append(id, Envelope(*a, *c, 0, "a"), never).status(),
+          StatusCode::kFailedPrecondition);
+  refused(bob->client().RenewLease(id, t_a, 60000).status(),
+          StatusCode::kPermissionDenied);
+  refused(bob->client().ReleaseLease(id, t_a), StatusCode::kPermissionDenied);
+  // b takes the lease: a calls with b's token and with its own, now stale.
+  ASSERT_TRUE(on_a.ReleaseLease(id, t_a).ok());
+  auto lease_b = on_b.AcquireLease(id, 60000);
+  ASSERT_TRUE(lease_b.ok()) << lease_b.status();
+  const uint64_t t_b = lease_b->fencing_token();
+  ASSERT_GT(t_b, t_a);
+  refused(on_a.Append(id, Envelope(*a, *c, 0, "a"), t_b).status(),
+          StatusCode::kFailedPrecondition);
+  refused(on_a.RenewLease(id, t_b, 60000).status(), StatusCode::kFailedPrecondition);
+  refused(on_a.ReleaseLease(id, t_b), StatusCode::kFailedPrecondition);
+  refused(on_a.RenewLease(id, t_a, 60000).status(), StatusCode::kFailedPrecondition);
+  refused(on_a.ReleaseLease(id, t_a), StatusCode::kFailedPrecondition);
+  refused(on_a.AcquireLease(id, 60000).status(), StatusCode::kFailedPrecondition);
+  // b lets go: a's old token is stale.
+  ASSERT_TRUE(on_b.ReleaseLease(id, t_b).ok());
+  refused(on_a.Append(id, Envelope(*a, *c, 0, "a"), t_a).status(),
+          StatusCode::kFailedPrecondition);
+  refused(on_a.Append(id, Envelope(*a, *c, 0, "a"), never).status(),
+          StatusCode::kFailedPrecondition);
+
+  // Device tokens: a's with its last character changed, a made-up one, one too long,
+  // a's without the Bearer scheme, each on calls of both services that carry t_b.
+  std::string near = a->state().token;
+  near.back() = near.back() == 'A' ? 'B' : 'A';
+  const std::string made_up = seal::NewToken();
+  std::string too_long;
+  while (too_long.size() <= 256) too_long += seal::NewToken();
+  v1::HeadRequest head;
+  head.set_collection_id(id);
+  v1::LeaseRequest renew;
+  renew.set_collection_id(id);
+  renew.set_fencing_token(t_b);
+  renew.set_ttl_ms(60000);
+  v1::AppendRequest append;
+  append.set_collection_id(id);
+  append.set_envelope(Envelope(*a, *c, 0, "a"));
+  append.set_fencing_token(t_b);
+  const std::pair<std::string, std::string> calls[] = {
+      {"/ferry.v1.Store/Head", head.SerializeAsString()},
+      {"/ferry.v1.Store/Append", append.SerializeAsString()},
+      {"/ferry.v1.Manage/RenewLease", renew.SerializeAsString()},
+      {"/ferry.v1.Manage/ListDevices", ""}};
+  for (const auto& [method, request] : calls) {
+    for (const std::string& token : {near, made_up, too_long}) {
+      grpc::Status status = CallRaw(method, request, token);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method;
+      said.push_back(status.error_message());
+    }
+    grpc::Status status = CallRaw(method, request, a->state().token, "Token ");
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << method;
+    said.push_back(status.error_message());
+  }
+  // b's own token once b is revoked.
+  ASSERT_TRUE(on_a.RevokeDevice(b->state().device_id).ok());
+  refused(on_b.RenewLease(id, t_b, 60000).status(), StatusCode::kUnauthenticated);
+  refused(on_b.Append(id, Envelope(*b, *c_on_b, 0, "b"), t_b).status(),
+          StatusCode::kUnauthenticated);
+  // And a wrong passphrase's auth key.
+  v1::LoginRequest login;
+  login.set_user("alice");
+  login.set_auth_key(seal::RandomBytes(32));
+  login.set_device_name("thief");
+  refused(on_a.Login(login).status(), StatusCode::kUnauthenticated);
+
+  // What must never be repeated: each fencing token in decimal and in hex, and every
+  // 12 characters of each device token (a part would be a leak too), and the key.
+  std::vector<std::string> secrets;
+  for (uint64_t token : {t_a, t_b, never}) {
+    secrets.push_back(std::to_string(token));
+    secrets.push_back(Hex64(token));
+  }
+  for (const std::string& token :
+       {a->state().token, b->state().token, near, made_up, too_long}) {
+    for (size_t at = 0; at + 12 <= token.size(); ++at) {
+      secrets.push_back(token.substr(at, 12));
+    }
+  }
+  secrets.push_back(login.auth_key());
+  secrets.push_back(Hex(login.auth_key()));
+  const std::string log = testing::ReadWholeFile(dir_ / "server.log");
+  ASSERT_NE(log.find("serving on"), std::string::npos) << "not ferryd's log: " << log;
+  ASSERT_EQ(said.size(), 36u);
+  for (const std::string& message : said) {
+    EXPECT_FALSE(message.empty());
+    for (const std::string& secret : secrets) {
+      EXPECT_EQ(message.find(secret), std::string::npos)
+          << "\"" << message << "\" repeats a token";
+    }
+  }
+  for (const std::string& secret : secrets) {
+    EXPECT_EQ(log.find(secret), std::string::npos) << "ferryd's log repeats a token";
+  }
 }
 
 }  // namespace

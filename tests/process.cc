@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -147,8 +148,11 @@ FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extr
   // ferryd's log goes to a file beside its data, not to the test's own stderr.
   std::string log_path = data_dir_ + ".log";
   int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  std::vector<std::string> argv = {FerrydPath(), "--data",      data_dir_, "--listen",
-                                   listen,       "--log-level", "warn"};
+  std::vector<std::string> argv = {FerrydPath(), "--data", data_dir_, "--listen", listen};
+  if (std::find(extra_args.begin(), extra_args.end(), "--log-level") ==
+      extra_args.end()) {
+    argv.insert(argv.end(), {"--log-level", "warn"});
+  }
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   pid_ = Spawn(argv, null_in, out[1], log);
   ::close(null_in);

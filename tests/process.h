@@ -39,6 +39,8 @@ class FerrydProcess {
   // Starts ferryd on `data_dir` and waits (bounded) until it prints its address.
   // Check ok() after construction; error() says what went wrong.
   // `listen`: host:port, port 0 for a free one (a restart passes the old address).
+  // ferryd logs at warn unless `extra_args` holds a --log-level; its log is the file
+  // `data_dir` + ".log".
   explicit FerrydProcess(std::string data_dir, std::vector<std::string> extra_args = {},
                          std::string listen = "127.0.0.1:0");
   ~FerrydProcess();
