@@ -311,6 +311,48 @@ TEST_F(SyncTest, EditsOfFilesSyncedLongAgoTravelAsBlockDeltas) {
   }
 }
 
+// A sync killed after it wrote remote versions here but before its shadow recorded
+// them: the next sync finds local files equal to versions the log went through, while
+// the other device has edited one and deleted the other since. Neither is a local
+// change: no conflict copy, nothing pushed back, the delete is done here.
+TEST_F(SyncTest, AnInterruptedApplyIsNotTakenForLocalEdits) {
+  WriteFile(a_.root / "edited.txt", "version 1");
+  a_.Sync();
+  b_.Sync();
+  fs::path shadow;
+  for (const auto& entry : fs::recursive_directory_iterator(dir_ / "home-b")) {
+    if (entry.path().filename() == "shadow.db") shadow = entry.path();
+  }
+  ASSERT_FALSE(shadow.empty());
+  ASSERT_FALSE(fs::exists(shadow.string() + "-wal"));  // closed and checkpointed
+  fs::copy_file(shadow, dir_ / "shadow-before");
+
+  WriteFile(a_.root / "edited.txt", "version 2");
+  WriteFile(a_.root / "short-lived.txt", "created, then deleted");
+  a_.Sync();
+  ASSERT_EQ(b_.Sync().pulled_items, 2u);
+  ASSERT_EQ(ReadFile(b_.root / "edited.txt"), "version 2");
+  // The crash: b's shadow as before that sync, its files as after.
+  ASSERT_FALSE(fs::exists(shadow.string() + "-wal"));
+  fs::copy_file(dir_ / "shadow-before", shadow, fs::copy_options::overwrite_existing);
+
+  WriteFile(a_.root / "edited.txt", "version 3 from a");
+  fs::remove(a_.root / "short-lived.txt");
+  a_.Sync();
+  SyncReport after = b_.Sync();
+  EXPECT_EQ(after.conflicts, 0u);
+  EXPECT_EQ(after.pushed_items, 0u);
+  EXPECT_EQ(ReadFile(b_.root / "edited.txt"), "version 3 from a");
+  EXPECT_FALSE(fs::exists(b_.root / "short-lived.txt"));
+  a_.Sync();
+  EXPECT_EQ(Describe(a_.root), Describe(b_.root));
+  EXPECT_FALSE(fs::exists(a_.root / "short-lived.txt"));  // not brought back
+  for (const auto& entry : fs::directory_iterator(b_.root)) {
+    EXPECT_EQ(entry.path().filename().string().find("conflict"), std::string::npos)
+        << entry.path();
+  }
+}
+
 TEST_F(SyncTest, RenamesMoveNoContent) {
   for (int i = 0; i < 20; ++i) {
     WriteFile(a_.root / "photos" / ("p" + std::to_string(i) + ".jpg"),
