@@ -72,6 +72,16 @@ inline std::string SealFuzzPayload(std::string_view input) {
 
 // Input: the 6 header bytes of a sealed chunk, then the payload. Returns an authentic
 // sealed chunk for `id` in kCollectionId (see the format in seal.cc), or "".
+// A chunk's associated data (seal.cc): domain, collection id, NUL, chunk id, header.
+inline std::string FuzzChunkAad(std::string_view id, std::string_view header) {
+  std::string aad = "ferry-chunk-v1";
+  aad.append(kCollectionId);
+  aad.push_back('\0');
+  aad.append(id);
+  aad.append(header);
+  return aad;
+}
+
 // The base that delta chunks are opened against: 8 KiB of fixed bytes.
 inline const std::string& FuzzBase() {
   static const std::string* base = [] {
@@ -92,23 +102,13 @@ inline std::string SealFuzzDeltaChunk(std::string_view id, std::string_view inpu
   if (input.size() < 6 || input[0] != 2) return "";
   std::string header(input.substr(0, 6));
   header.append(Hasher().ChunkId(FuzzBase()));
-  std::string aad = "ferry-chunk-v1";
-  aad.append(kCollectionId);
-  aad.push_back('\0');
-  aad.append(id);
-  aad.append(header);
-  return header + FixedNonceSeal(aad, input.substr(6));
+  return header + FixedNonceSeal(FuzzChunkAad(id, header), input.substr(6));
 }
 
 inline std::string SealFuzzChunk(std::string_view id, std::string_view input) {
   if (input.size() < 6) return "";
   std::string_view header = input.substr(0, 6);
-  std::string aad = "ferry-chunk-v1";
-  aad.append(kCollectionId);
-  aad.push_back('\0');
-  aad.append(id);
-  aad.append(header);
-  return std::string(header) + FixedNonceSeal(aad, input.substr(6));
+  return std::string(header) + FixedNonceSeal(FuzzChunkAad(id, header), input.substr(6));
 }
 
 }  // namespace ferry::fuzz

@@ -427,9 +427,7 @@ class Folder {
       auto data = mem_->ReadFile(MemPath(rel));
       return data.ok() ? *data : "";
     }
-    std::ifstream in(disk_ / rel, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in),
-                       std::istreambuf_iterator<char>());
+    return ReadAll(disk_ / rel);
   }
   // Creates or overwrites `rel` in place (parents created) with mtime `mtime_ms`.
   void Write(const std::string& rel, const std::string& data, int64_t mtime_ms) {
@@ -1013,6 +1011,27 @@ class Run {
     return Check();
   }
 
+  // What differs between dev0's `first` and device `index`'s `other` (path -> what a
+  // person would compare), for the failure message; `values` also shows both sides.
+  static std::string Differences(const std::map<std::string, std::string>& first,
+                                 const std::map<std::string, std::string>& other,
+                                 int index, bool values) {
+    std::string diff;
+    for (const auto& [path, what] : first) {
+      auto it = other.find(path);
+      if (it == other.end()) {
+        diff += StrCat(" missing on dev", index, ": ", path, ";");
+      } else if (it->second != what) {
+        diff += StrCat(" differs: ", path,
+                       values ? StrCat(": ", what, " / ", it->second) : "", ";");
+      }
+    }
+    for (const auto& [path, what] : other) {
+      if (!first.contains(path)) diff += StrCat(" only on dev", index, ": ", path, ";");
+    }
+    return diff.substr(0, 800);
+  }
+
   // Contacts: every device holds the same records (compared field by field, as
   // files may be laid out differently), and every note a user wrote and nobody
   // replaced where they saw it is in a record or in a device's conflict log.
@@ -1038,20 +1057,8 @@ class Run {
     for (const Device& d : devices_) {
       auto other = records(d);
       if (other == first) continue;
-      std::string diff;
-      for (const auto& [rel, what] : first) {
-        auto it = other.find(rel);
-        if (it == other.end()) {
-          diff += StrCat(" missing on dev", d.index, ": ", rel, ";");
-        } else if (it->second != what) {
-          diff += StrCat(" differs: ", rel, ": ", what, " / ", it->second, ";");
-        }
-      }
-      for (const auto& [rel, what] : other) {
-        if (!first.contains(rel)) diff += StrCat(" only on dev", d.index, ": ", rel, ";");
-      }
-      return Fail(
-          StrCat("contacts of dev0 and dev", d.index, " differ:", diff.substr(0, 800)));
+      return Fail(StrCat("contacts of dev0 and dev", d.index,
+                         " differ:", Differences(first, other, d.index, true)));
     }
     std::string kept;
     for (const auto& [rel, fields] : first) kept += fields;
@@ -1112,20 +1119,8 @@ class Run {
     for (const Device& d : devices_) {
       auto other = Describe(d);
       if (other == first) continue;
-      std::string diff;
-      for (const auto& [path, what] : first) {
-        auto it = other.find(path);
-        if (it == other.end()) {
-          diff += StrCat(" missing on dev", d.index, ": ", path, ";");
-        } else if (it->second != what) {
-          diff += StrCat(" differs: ", path, ";");
-        }
-      }
-      for (const auto& [path, what] : other) {
-        if (!first.contains(path))
-          diff += StrCat(" only on dev", d.index, ": ", path, ";");
-      }
-      return Fail(StrCat("dev0 and dev", d.index, " differ:", diff.substr(0, 600)));
+      return Fail(StrCat("dev0 and dev", d.index,
+                         " differ:", Differences(first, other, d.index, false)));
     }
     // 2. No edit is lost: every content no user replaced knowingly is somewhere.
     std::set<size_t> present;

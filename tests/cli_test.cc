@@ -27,10 +27,8 @@ class CliTest : public ::testing::Test {
     ASSERT_TRUE(server_->ok()) << server_->error();
   }
 
-  CommandResult Ferry(const std::string& home, std::vector<std::string> args) {
-    std::vector<std::string> argv = {FerryPath(), "--home", dir_ / home};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
+  CommandResult Ferry(const std::string& home, const std::vector<std::string>& args) {
+    return testing::RunFerry(dir_ / home, args);
   }
 
   CommandResult Login(const std::string& home, const std::string& command,
@@ -203,10 +201,10 @@ TEST_F(CliTest, CrashWhileAddingACollectionLeavesAUsableDevice) {
   for (int round = 0; round < 12; ++round) {
     std::string name = "Col" + std::to_string(round);
     std::string path = dir_ / ("col-" + std::to_string(round));
-    std::vector<std::string> argv = {FerryPath(), "--home", dir_ / "laptop", "add", name,
-                                     "--path",    path};
     // Killed at a random moment (the timeout only places the kill).
-    CommandResult first = RunCommand(argv, "", static_cast<int>(1 + random() % 80));
+    CommandResult first =
+        testing::RunFerry(dir_ / "laptop", {"add", name, "--path", path},
+                          static_cast<int>(1 + random() % 80));
     killed += first.exit_code == -1;
     // Whatever the kill left, adding again works or says it is done, and every
     // command goes on working.

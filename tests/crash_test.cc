@@ -26,8 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::CommandResult;
 using testing::FerrydProcess;
-using testing::FerryPath;
-using testing::RunCommand;
+using testing::ReportedSeq;
 using testing::TempDir;
 
 constexpr int kRoundsDefault = 20;
@@ -90,11 +89,9 @@ class CrashTest : public ::testing::Test {
     return r.exit_code;
   }
 
-  CommandResult Ferry(const std::string& home, std::vector<std::string> args,
+  CommandResult Ferry(const std::string& home, const std::vector<std::string>& args,
                       int timeout_ms = 120000) {
-    std::vector<std::string> argv = {FerryPath(), "--home", dir_ / ("home-" + home)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv, "", timeout_ms);
+    return testing::RunFerry(dir_ / ("home-" + home), args, timeout_ms);
   }
 
   // Writes a file on device a and remembers the version (by hash, so that a long run
@@ -192,12 +189,6 @@ TEST_F(CrashTest, KilledSyncsConvergeWithNothingLostOrTorn) {
       EXPECT_EQ(ReadAll(a), ReadAll(b)) << rel;
     }
   }
-}
-
-// The seq a successful `ferry sync` reports ("..., at seq N"), 0 when none.
-uint64_t ReportedSeq(const std::string& out) {
-  size_t at = out.rfind("at seq ");
-  return at == std::string::npos ? 0 : std::stoull(out.substr(at + 7));
 }
 
 TEST_F(CrashTest, KilledServerLosesNoAcknowledgedAppend) {

@@ -28,8 +28,8 @@ namespace {
 namespace fs = std::filesystem;
 using testing::CommandResult;
 using testing::FerrydProcess;
-using testing::FerryPath;
 using testing::ReadWholeFile;
+using testing::ReportedSeq;
 using testing::RunCommand;
 using testing::TempDir;
 
@@ -183,10 +183,18 @@ class FullDiskTest : public ::testing::Test {
     return r.exit_code;
   }
 
-  CommandResult Ferry(const std::string& home, std::vector<std::string> args) {
-    std::vector<std::string> argv = {FerryPath(), "--home", dir_ / StrCat("home-", home)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv, "", 120000);
+  // `r` failed for lack of space on ferryd's disk, and says so: "ferryd at ADDR: ...:
+  // No space left on device" (a chunk) or "... database or disk is full".
+  void ExpectServerOutOfSpace(const CommandResult& r) {
+    EXPECT_NE(r.err.find(StrCat("ferryd at ", server_->address())), std::string::npos)
+        << r.err;
+    EXPECT_TRUE(r.err.find("No space left on device") != std::string::npos ||
+                r.err.find("disk is full") != std::string::npos)
+        << r.err;
+  }
+
+  CommandResult Ferry(const std::string& home, const std::vector<std::string>& args) {
+    return testing::RunFerry(dir_ / StrCat("home-", home), args, 120000);
   }
 
   void Write(const fs::path& path, const std::string& data) {
@@ -297,12 +305,6 @@ TEST_F(FullDiskTest, FullFolderFailsCleanlyAndSyncsOnceThereIsSpace) {
   EXPECT_EQ(Tree(root_a), wanted);
 }
 
-// The seq a successful `ferry sync` reports ("..., at seq N"), 0 when none.
-uint64_t ReportedSeq(const std::string& out) {
-  size_t at = out.rfind("at seq ");
-  return at == std::string::npos ? 0 : std::stoull(out.substr(at + 7));
-}
-
 TEST_F(FullDiskTest, FullServerRefusesThePushKeepsServingAndLosesNothing) {
   fs::path mount = dir_ / "mnt", root_a = dir_ / "root-a", root_b = dir_ / "root-b";
   if (!tmpfs_.Mount(mount, kTmpfsMiB)) {
@@ -320,13 +322,7 @@ TEST_F(FullDiskTest, FullServerRefusesThePushKeepsServingAndLosesNothing) {
   WriteTooMuch(root_a);
   CommandResult full = Ferry("a", {"sync"});
   EXPECT_EQ(full.exit_code, 1) << full.out << full.err;
-  // ferryd's disk, and said to be: "ferryd at ADDR: ...: No space left on device" (a
-  // chunk) or "... database or disk is full" (the database).
-  EXPECT_NE(full.err.find(StrCat("ferryd at ", server_->address())), std::string::npos)
-      << full.err;
-  EXPECT_TRUE(full.err.find("No space left on device") != std::string::npos ||
-              full.err.find("disk is full") != std::string::npos)
-      << full.err;
+  ExpectServerOutOfSpace(full);
 
   // ferryd gave back what the failed write had taken; now the disk is made full to the
   // last byte. ferryd goes on serving: what only reads works (a sync with nothing to
@@ -342,11 +338,7 @@ TEST_F(FullDiskTest, FullServerRefusesThePushKeepsServingAndLosesNothing) {
   Write(root_b / "from-b.bin", from_b);
   CommandResult refused = Ferry("b", {"sync"});
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
-  EXPECT_NE(refused.err.find(StrCat("ferryd at ", server_->address())), std::string::npos)
-      << refused.err;
-  EXPECT_TRUE(refused.err.find("No space left on device") != std::string::npos ||
-              refused.err.find("disk is full") != std::string::npos)
-      << refused.err;
+  ExpectServerOutOfSpace(refused);
   // b's folder is as it was: what was acknowledged, and b's new file.
   std::map<std::string, std::string> b_tree = acked_tree;
   b_tree["from-b.bin"] = from_b;

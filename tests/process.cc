@@ -75,6 +75,18 @@ std::string ReadWholeFile(const std::string& path) {
 std::string FerrydPath() { return FERRY_FERRYD_PATH; }
 std::string FerryPath() { return FERRY_CLI_PATH; }
 
+CommandResult RunFerry(const std::string& home, const std::vector<std::string>& args,
+                       int timeout_ms) {
+  std::vector<std::string> argv = {FerryPath(), "--home", home};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, "", timeout_ms);
+}
+
+uint64_t ReportedSeq(const std::string& out) {
+  size_t at = out.rfind("at seq ");
+  return at == std::string::npos ? 0 : std::stoull(out.substr(at + 7));
+}
+
 TempDir::TempDir() {
   char pattern[] = "/tmp/ferry-test-XXXXXX";
   if (::mkdtemp(pattern) == nullptr) ::abort();

@@ -33,6 +33,13 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::string& input = "", int timeout_ms = 60000);
 
+// The real `ferry --home HOME ARGS...`, as RunCommand runs it.
+CommandResult RunFerry(const std::string& home, const std::vector<std::string>& args,
+                       int timeout_ms = 60000);
+
+// The seq a successful `ferry sync` reports in `out` ("..., at seq N"); 0 when none.
+uint64_t ReportedSeq(const std::string& out);
+
 // A ferryd process on 127.0.0.1 with a free port.
 class FerrydProcess {
  public:

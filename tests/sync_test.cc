@@ -279,16 +279,13 @@ TEST_F(SyncTest, EditsOfFilesSyncedLongAgoTravelAsBlockDeltas) {
   }
   a_.Sync();
   b_.Sync();
-  // The plaintext cache as after months of other syncs: empty.
-  int caches = 0;
-  for (const auto& entry : fs::recursive_directory_iterator(dir_ / "home-a")) {
-    if (entry.path().filename() != "chunk-cache.db") continue;
-    auto db = sqlite::Database::Open(entry.path().string());
-    ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)->Exec("DELETE FROM chunks").ok());
-    ++caches;
-  }
-  ASSERT_EQ(caches, 1);
+  // The plaintext cache (beside the shadow) as after months of other syncs: empty.
+  fs::path cache = fs::path(a_.local.state_path).parent_path() / "chunk-cache.db";
+  ASSERT_TRUE(fs::exists(cache));
+  auto db = sqlite::Database::Open(cache.string());
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Exec("DELETE FROM chunks").ok());
+  db->reset();
   for (int f = 0; f < 30; ++f) {
     std::string& data = files[f];
     if (f % 3 == 0) data += "appended at the end";
@@ -319,11 +316,8 @@ TEST_F(SyncTest, AnInterruptedApplyIsNotTakenForLocalEdits) {
   WriteFile(a_.root / "edited.txt", "version 1");
   a_.Sync();
   b_.Sync();
-  fs::path shadow;
-  for (const auto& entry : fs::recursive_directory_iterator(dir_ / "home-b")) {
-    if (entry.path().filename() == "shadow.db") shadow = entry.path();
-  }
-  ASSERT_FALSE(shadow.empty());
+  const fs::path shadow = b_.local.state_path;
+  ASSERT_TRUE(fs::exists(shadow));
   ASSERT_FALSE(fs::exists(shadow.string() + "-wal"));  // closed and checkpointed
   fs::copy_file(shadow, dir_ / "shadow-before");
 

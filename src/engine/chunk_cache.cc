@@ -80,14 +80,21 @@ std::optional<std::string> ChunkCache::GetSignatures(std::string_view id) {
   std::lock_guard lock(mu_);
   auto pending = pending_signatures_.find(id);
   if (pending != pending_signatures_.end()) return pending->second;
-  auto s = db_->Prepare("SELECT data FROM signatures WHERE id = ?");
+  return GetLocked("signatures", id);
+}
+
+std::optional<std::string> ChunkCache::GetLocked(const char* table, std::string_view id) {
+  auto s = db_->Prepare(StrCat("SELECT data FROM ", table, " WHERE id = ?"));
   if (!s.ok()) return std::nullopt;
   s->BindBlob(1, id);
   auto row = s->Step();
   if (!row.ok() || !*row) return std::nullopt;
   std::string data = s->ColumnBlob(0);
-  auto touch = db_->Prepare("UPDATE signatures SET used = ? WHERE id = ?");
-  if (touch.ok()) (void)touch->Bind(1, ++clock_).BindBlob(2, id).Run();
+  auto touch = db_->Prepare(StrCat("UPDATE ", table, " SET used = ? WHERE id = ?"));
+  if (touch.ok()) {
+    // A failed touch only makes this row look older than it is.
+    (void)touch->Bind(1, ++clock_).BindBlob(2, id).Run();
+  }
   return data;
 }
 
@@ -155,18 +162,7 @@ absl::Status ChunkCache::Evict(const char* table, uint64_t* bytes, uint64_t max)
 
 std::optional<std::string> ChunkCache::Get(std::string_view id) {
   std::lock_guard lock(mu_);
-  auto s = db_->Prepare("SELECT data FROM chunks WHERE id = ?");
-  if (!s.ok()) return std::nullopt;
-  s->BindBlob(1, id);
-  auto row = s->Step();
-  if (!row.ok() || !*row) return std::nullopt;
-  std::string data = s->ColumnBlob(0);
-  auto touch = db_->Prepare("UPDATE chunks SET used = ? WHERE id = ?");
-  if (touch.ok()) {
-    // A failed touch only makes this chunk look older than it is.
-    (void)touch->Bind(1, ++clock_).BindBlob(2, id).Run();
-  }
-  return data;
+  return GetLocked("chunks", id);
 }
 
 }  // namespace ferry::engine

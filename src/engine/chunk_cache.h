@@ -57,6 +57,8 @@ class ChunkCache {
   absl::Status Evict(const char* table, uint64_t* bytes, uint64_t max);
   absl::Status FlushLocked();
   absl::Status LoadSizesLocked();
+  // The data of row `id` of `table` ("chunks" or "signatures"), marked as just used.
+  std::optional<std::string> GetLocked(const char* table, std::string_view id);
 
   std::mutex mu_;
   std::unique_ptr<sqlite::Database> db_;  // guarded by mu_

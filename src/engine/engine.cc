@@ -76,8 +76,9 @@ struct RemoteTouch {
 // The result of pulling: their state and how each item got there.
 struct Pulled {
   ItemMap theirs;
-  // Every state each item went through in the pulled transactions, in order.
-  std::map<std::string, std::vector<ItemPtr>> versions;
+  // The states items went through in the pulled transactions and left again (the
+  // final ones are in `theirs`): what an interrupted sync may have written here.
+  std::map<std::string, std::vector<ItemPtr>> superseded;
   std::map<std::string, RemoteTouch> touched;
   std::map<std::string, std::string> moved_from;  // destination -> source, remote moves
   uint64_t cursor = 0;
@@ -308,11 +309,18 @@ absl::StatusOr<Pulled> Cycle::Pull(const ItemMap& base, uint64_t cursor) {
           v1::Transaction tx,
           seal::OpenTransaction(*c_.key, c_.collection_id, entry.envelope()));
       for (const v1::Op& op : tx.ops()) {
-        FERRY_RETURN_IF_ERROR(engine::ApplyOp(op, &pulled.theirs));
         const std::string& id = engine::OpTarget(op);
-        if (auto now = pulled.theirs.find(id); now != pulled.theirs.end()) {
-          pulled.versions[id].push_back(now->second);
+        // A state this pull made and this op replaces (one put per item, as in a
+        // first sync, keeps nothing).
+        for (const std::string* left :
+             {&id, op.has_move() ? &op.move().from_id() : nullptr}) {
+          if (left == nullptr || !pulled.touched.contains(*left)) continue;
+          auto state = pulled.theirs.find(*left);
+          if (state != pulled.theirs.end()) {
+            pulled.superseded[*left].push_back(state->second);
+          }
         }
+        FERRY_RETURN_IF_ERROR(engine::ApplyOp(op, &pulled.theirs));
         pulled.touched[id] = RemoteTouch{tx.hlc_time(), tx.device_id()};
         if (op.has_move()) {
           pulled.touched[op.move().from_id()] =
@@ -345,12 +353,13 @@ bool SameOrBothAbsent(const v1::Item* a, const v1::Item* b) {
   return engine::SameItem(*a, *b);
 }
 
-// True when `item` is one of the states `id` went through in the pulled transactions.
+// True when `item` is one of the states `id` went through, and left, in the pulled
+// transactions.
 bool WentThrough(const Pulled& pulled, const std::string& id, const v1::Item& item) {
-  auto versions = pulled.versions.find(id);
-  if (versions == pulled.versions.end()) return false;
+  auto versions = pulled.superseded.find(id);
+  if (versions == pulled.superseded.end()) return false;
   for (const ItemPtr& version : versions->second) {
-    if (version.get() == &item || engine::SameItem(*version, item)) return true;
+    if (engine::SameItem(*version, item)) return true;
   }
   return false;
 }
@@ -403,18 +412,15 @@ MergePlan Cycle::Merge(const ItemMap& base, const ScanResult& scan,
     const v1::Item* t = Find(pulled.theirs, id);
     bool ours_changed = !SameOrBothAbsent(b, o);
     bool theirs_changed = !SameOrBothAbsent(b, t);
-    // A local object equal to a state the log went through since our cursor is not a
-    // local change: a sync wrote it here and was interrupted before it recorded it in
-    // the shadow. Made theirs (which may be later, or gone), it is neither a conflict
+    // A local object equal to a state the log went through and left since our cursor
+    // is not a local change: a sync wrote it here and was interrupted before it
+    // recorded it in the shadow. Made theirs (later, or gone), it is neither a conflict
     // nor pushed back (crash_test, round 157 of 500: a spurious conflict copy).
-    if (ours_changed && o != nullptr && WentThrough(pulled, id, *o)) {
-      if (!SameOrBothAbsent(o, t)) {
-        if (t == nullptr) {
-          plan.actions.push_back({LocalAction::kDelete, id, "", nullptr});
-        } else {
-          plan.actions.push_back({LocalAction::kWrite, id, "", t});
-        }
-      }
+    if (ours_changed && o != nullptr && !SameOrBothAbsent(o, t) &&
+        WentThrough(pulled, id, *o)) {
+      plan.actions.push_back(t == nullptr
+                                 ? LocalAction{LocalAction::kDelete, id, "", nullptr}
+                                 : LocalAction{LocalAction::kWrite, id, "", t});
       continue;
     }
     if (!theirs_changed) {

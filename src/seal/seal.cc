@@ -189,13 +189,19 @@ ZSTD_DCtx* DecompressContext() {
 }
 
 // Compresses with zstd; returns kCompressionNone and the input when that is not smaller.
-std::pair<uint32_t, std::string> MaybeCompress(std::string_view plaintext) {
-  std::string out(ZSTD_compressBound(plaintext.size()), '\0');
-  size_t n = ZSTD_compressCCtx(CompressContext(), out.data(), out.size(),
-                               plaintext.data(), plaintext.size(), kZstdLevel);
+// One zstd frame of `data` (its size declared), with the thread's reused context.
+std::string Compress(std::string_view data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  size_t n = ZSTD_compressCCtx(CompressContext(), out.data(), out.size(), data.data(),
+                               data.size(), kZstdLevel);
   FERRY_SEAL_CHECK(!ZSTD_isError(n));
-  if (n >= plaintext.size()) return {kCompressionNone, std::string(plaintext)};
   out.resize(n);
+  return out;
+}
+
+std::pair<uint32_t, std::string> MaybeCompress(std::string_view plaintext) {
+  std::string out = Compress(plaintext);
+  if (out.size() >= plaintext.size()) return {kCompressionNone, std::string(plaintext)};
   return {kCompressionZstd, std::move(out)};
 }
 
@@ -978,6 +984,31 @@ absl::StatusOr<std::string> OpenDeltaChunk(const CollectionKey& key,
   return plaintext;
 }
 
+// Seals `frame`, a delta of `plaintext` against `base_id` made by `method`, unless it
+// is no smaller than the chunk sealed alone (NOT_FOUND).
+absl::StatusOr<SealedChunk> SealDeltaFrame(const CollectionKey& key,
+                                           const ContentHasher& hasher,
+                                           std::string_view collection_id,
+                                           std::string_view plaintext, uint8_t method,
+                                           std::string_view base_id,
+                                           const std::string& frame) {
+  auto [compression, payload] = MaybeCompress(plaintext);
+  if (frame.size() + kChunkIdBytes >= payload.size()) {
+    return absl::NotFoundError("a delta would not be smaller");
+  }
+  SealedChunk chunk;
+  chunk.id = hasher.ChunkId(plaintext);
+  std::string header;
+  header.push_back(static_cast<char>(kChunkDeltaVersion));
+  header.push_back(static_cast<char>(method));
+  AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
+  header.append(base_id);
+  chunk.data =
+      header + AeadSeal(key.key, ChunkAad(collection_id, chunk.id, header), frame);
+  FERRY_SEAL_CHECK(chunk.data.size() <= kSealedChunkBytesMax);
+  return chunk;
+}
+
 }  // namespace
 
 absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
@@ -998,22 +1029,8 @@ absl::StatusOr<SealedChunk> SealChunkDelta(const CollectionKey& key,
   if (!ConstantTimeEquals(hasher.ChunkId(base_plaintext), base_id)) {
     return absl::InvalidArgumentError("the base given is not the chunk it names");
   }
-  std::string frame = CompressAgainst(plaintext, base_plaintext);
-  auto [compression, payload] = MaybeCompress(plaintext);
-  if (frame.size() + kChunkIdBytes >= payload.size()) {
-    return absl::NotFoundError("a delta would not be smaller");
-  }
-  SealedChunk chunk;
-  chunk.id = hasher.ChunkId(plaintext);
-  std::string header;
-  header.push_back(static_cast<char>(kChunkDeltaVersion));
-  header.push_back(static_cast<char>(kChunkDeltaZstd));
-  AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
-  header.append(base_id);
-  chunk.data =
-      header + AeadSeal(key.key, ChunkAad(collection_id, chunk.id, header), frame);
-  FERRY_SEAL_CHECK(chunk.data.size() <= kSealedChunkBytesMax);
-  return chunk;
+  return SealDeltaFrame(key, hasher, collection_id, plaintext, kChunkDeltaZstd, base_id,
+                        CompressAgainst(plaintext, base_plaintext));
 }
 
 absl::StatusOr<SealedChunk> SealChunkBlockDelta(const CollectionKey& key,
@@ -1104,26 +1121,8 @@ absl::StatusOr<SealedChunk> SealChunkBlockDelta(const CollectionKey& key,
   flush_literal(plaintext.size());
   flush_copy();
 
-  std::string frame(ZSTD_compressBound(ops.size()), '\0');
-  size_t n = ZSTD_compressCCtx(CompressContext(), frame.data(), frame.size(), ops.data(),
-                               ops.size(), kZstdLevel);
-  FERRY_SEAL_CHECK(!ZSTD_isError(n));
-  frame.resize(n);
-  auto [compression, payload] = MaybeCompress(plaintext);
-  if (frame.size() + kChunkIdBytes >= payload.size()) {
-    return absl::NotFoundError("a block delta would not be smaller");
-  }
-  SealedChunk chunk;
-  chunk.id = hasher.ChunkId(plaintext);
-  std::string header;
-  header.push_back(static_cast<char>(kChunkDeltaVersion));
-  header.push_back(static_cast<char>(kChunkDeltaBlocks));
-  AppendLe32(header, static_cast<uint32_t>(plaintext.size()));
-  header.append(base_id);
-  chunk.data =
-      header + AeadSeal(key.key, ChunkAad(collection_id, chunk.id, header), frame);
-  FERRY_SEAL_CHECK(chunk.data.size() <= kSealedChunkBytesMax);
-  return chunk;
+  return SealDeltaFrame(key, hasher, collection_id, plaintext, kChunkDeltaBlocks, base_id,
+                        Compress(ops));
 }
 
 std::optional<std::string> ChunkDeltaBase(std::string_view sealed) {

@@ -147,6 +147,29 @@ class SealTest : public ::testing::Test {
     EXPECT_TRUE(sealed.ok()) << sealed.status();
     return sealed.ok() ? *sealed : std::string();
   }
+
+  // `delta` is `edited` sealed against `base`: it names the base, opens only with it,
+  // and (when `tamper`) every single-byte change of it is caught.
+  void ExpectDeltaOf(const SealedChunk& delta, const std::string& base,
+                     const std::string& edited, bool tamper) {
+    EXPECT_EQ(delta.id, hasher_.ChunkId(edited));
+    EXPECT_EQ(ChunkDeltaBase(delta.data), hasher_.ChunkId(base));
+    absl::StatusOr<std::string> opened =
+        OpenChunk(key_, hasher_, cid_, delta.id, delta.data, base);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(*opened, edited);
+    EXPECT_EQ(OpenChunk(key_, hasher_, cid_, delta.id, delta.data).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    // Bytes that are not its base are refused (they do not hash to the base's id).
+    EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta.id, delta.data, edited).ok());
+    if (!tamper) return;
+    // The base id in the header included.
+    for (size_t i = 0; i < delta.data.size(); ++i) {
+      std::string tampered = delta.data;
+      tampered[i] ^= 0x01;
+      EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta.id, tampered, base).ok()) << i;
+    }
+  }
 };
 
 // ---- Transactions ----
@@ -809,21 +832,7 @@ TEST_F(SealTest, DeltaChunkOfASmallEditIsSmallAndOpensOnlyWithItsBase) {
       SealChunkDelta(key_, hasher_, cid_, edited, base_id, base);
   ASSERT_TRUE(delta.ok()) << delta.status();
   EXPECT_LT(delta->data.size(), 1024u);
-  EXPECT_EQ(delta->id, hasher_.ChunkId(edited));
-  EXPECT_EQ(ChunkDeltaBase(delta->data), base_id);
-  absl::StatusOr<std::string> opened =
-      OpenChunk(key_, hasher_, cid_, delta->id, delta->data, base);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  EXPECT_EQ(*opened, edited);
-  EXPECT_EQ(OpenChunk(key_, hasher_, cid_, delta->id, delta->data).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, delta->data, edited).ok());
-  // Every single-byte change, the base id in the header included, is caught.
-  for (size_t i = 0; i < delta->data.size(); ++i) {
-    std::string tampered = delta->data;
-    tampered[i] ^= 0x01;
-    EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, tampered, base).ok()) << i;
-  }
+  ExpectDeltaOf(*delta, base, edited, /*tamper=*/true);
   // A normal chunk has no base; unrelated content makes no delta.
   auto plain = SealChunk(key_, hasher_, cid_, base);
   ASSERT_TRUE(plain.ok());
@@ -870,16 +879,7 @@ TEST_F(SealTest, BlockDeltaOfEditsIsSmallAndRebuildsTheChunk) {
           SealChunkBlockDelta(key_, hasher_, cid_, edited, base_id, sigs);
       ASSERT_TRUE(delta.ok()) << delta.status();
       EXPECT_LT(delta->data.size(), 2 * kSigBlockBytes + 200) << edited.size();
-      EXPECT_EQ(delta->id, hasher_.ChunkId(edited));
-      EXPECT_EQ(ChunkDeltaBase(delta->data), base_id);
-      absl::StatusOr<std::string> opened =
-          OpenChunk(key_, hasher_, cid_, delta->id, delta->data, base);
-      ASSERT_TRUE(opened.ok()) << opened.status();
-      EXPECT_EQ(*opened, edited);
-      EXPECT_EQ(OpenChunk(key_, hasher_, cid_, delta->id, delta->data).status().code(),
-                absl::StatusCode::kFailedPrecondition);
-      // Another base (one that hashes right but is not this one) is refused.
-      EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, delta->data, edited).ok());
+      ExpectDeltaOf(*delta, base, edited, /*tamper=*/false);
     }
     // Unrelated content makes no delta; signatures of another key find nothing.
     EXPECT_TRUE(absl::IsNotFound(
@@ -900,11 +900,7 @@ TEST_F(SealTest, BlockDeltaOfEditsIsSmallAndRebuildsTheChunk) {
   auto delta = SealChunkBlockDelta(key_, hasher_, cid_, edited, hasher_.ChunkId(base),
                                    hasher_.BlockSignatures(base));
   ASSERT_TRUE(delta.ok()) << delta.status();
-  for (size_t i = 0; i < delta->data.size(); ++i) {
-    std::string tampered = delta->data;
-    tampered[i] ^= 0x01;
-    EXPECT_FALSE(OpenChunk(key_, hasher_, cid_, delta->id, tampered, base).ok()) << i;
-  }
+  ExpectDeltaOf(*delta, base, edited, /*tamper=*/true);
 }
 
 }  // namespace

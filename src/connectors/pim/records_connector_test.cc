@@ -110,6 +110,16 @@ v1::Item WithField(v1::Item item, const std::string& name, const std::string& va
   return item;
 }
 
+// A version 4.0 card with UID `uid` and one more field.
+v1::Item Card(const std::string& uid, const std::string& name, const std::string& value) {
+  v1::Item card;
+  card.set_id(uid);
+  card = WithField(card, "VCARD", "");
+  card = WithField(card, "VCARD/VERSION", "VERSION:4.0");
+  card = WithField(card, "VCARD/UID", "UID:" + uid);
+  return WithField(card, name, value);
+}
+
 TEST_P(RecordsConnectorTest, ScanFindsRecordsByUidAndSkipsBrokenFiles) {
   auto connector = Make();
   EXPECT_TRUE(connector->DataPresent());
@@ -178,15 +188,7 @@ TEST(RecordsConnectorEnvTest, TimeComesFromTheEnv) {
   ASSERT_TRUE(connector.Scan({}, {}).ok());
   EXPECT_TRUE(mem.List("/c")->empty());
 
-  v1::Item card;
-  card.set_id("carol");
-  for (auto [name, value] :
-       std::vector<std::pair<std::string, std::string>>{{"VCARD", ""},
-                                                        {"VCARD/VERSION", "VERSION:4.0"},
-                                                        {"VCARD/UID", "UID:carol"},
-                                                        {"VCARD/FN", "FN:Carol"}}) {
-    card = WithField(card, name, value);
-  }
+  v1::Item card = Card("carol", "VCARD/FN", "FN:Carol");
   ASSERT_TRUE(connector.Apply("carol", "", &card, nullptr).ok());
   auto stat = mem.Stat("/c/carol.vcf");
   ASSERT_TRUE(stat.ok() && stat->has_value());
@@ -204,15 +206,7 @@ TEST(RecordsConnectorEnvTest, ASameSizeRewriteInTheTickOfTheApplyIsSeen) {
   options.root = "/c";
   options.env = &env;
   RecordsConnector connector(options);
-  v1::Item card;
-  card.set_id("ada");
-  for (auto [name, value] :
-       std::vector<std::pair<std::string, std::string>>{{"VCARD", ""},
-                                                        {"VCARD/VERSION", "VERSION:4.0"},
-                                                        {"VCARD/UID", "UID:ada"},
-                                                        {"VCARD/NOTE", "NOTE:first"}}) {
-    card = WithField(card, name, value);
-  }
+  v1::Item card = Card("ada", "VCARD/NOTE", "NOTE:first");
   auto stamp = connector.Apply("ada", "", &card, nullptr);
   ASSERT_TRUE(stamp.ok()) << stamp.status();
   EXPECT_EQ(stamp->back(), files::kRacyMark);
