@@ -266,6 +266,9 @@ class FaultyConnector final : public Connector {
 
   std::string_view Name() const override { return real_->Name(); }
   bool DataPresent() override { return real_->DataPresent(); }
+  void Prefetch() override {
+    if (!crashed_) real_->Prefetch();
+  }
   absl::StatusOr<ScanResult> Scan(
       const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) override {

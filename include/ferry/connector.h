@@ -65,6 +65,12 @@ class Connector {
   // deleted folder): the engine then never reads the absence as deletions.
   virtual bool DataPresent() = 0;
 
+  // A hint that Scan follows soon: a connector may start reading the local data now,
+  // on a thread of its own, while the engine loads the shadow. Scan then uses what was
+  // read (taken after this call, so no older than a scan started here). The default
+  // does nothing.
+  virtual void Prefetch() {}
+
   // Lists the current local items. `synced` and `stamps` are the shadow's items and
   // stamps: an object whose stamp equals its stamp in `stamps` is taken from `synced`
   // without reading it.

@@ -755,6 +755,7 @@ absl::Status Cycle::RunOnce(bool* again) {
   *again = false;
   ItemMap base;
   StampMap base_stamps;
+  c_.connector->Prefetch();  // the local walk runs while the shadow loads
   FERRY_RETURN_IF_ERROR(c_.shadow->Load(&base, &base_stamps));
   FERRY_ASSIGN_OR_RETURN(uint64_t cursor, c_.shadow->Cursor());
   FERRY_ASSIGN_OR_RETURN(uint64_t stored_hlc, c_.shadow->Hlc());

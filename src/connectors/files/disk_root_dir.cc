@@ -11,9 +11,12 @@
 #include <cassert>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "src/connectors/files/path_rules.h"
@@ -363,7 +366,34 @@ absl::Status FillTemp(Fd fd, const WriteFn& write, uint32_t mode, int64_t mtime_
   return fd.Close(rel);
 }
 
-// Calls `visit` and `skipped` for every entry below one directory.
+// The walk runs in two passes. First several threads read the directories, one task
+// per directory, and lstat every entry: on a tree in the page cache that is nearly all
+// of the walk's time, and it is system calls that run well side by side. Then the
+// calling thread replays what was read, calling the callbacks in walk order exactly as
+// a plain recursive walk would, errors included: the first error in walk order ends
+// the walk, after the callbacks for everything before it.
+struct Listing;
+
+struct WalkedEntry {
+  enum Kind : uint8_t {
+    kVisit,     // visit(stat); then `error`, `why` or `child`, if any
+    kSkip,      // skipped(why): an invalid path
+    kVanished,  // gone between readdir and lstat: left out
+    kError,     // lstat failed: the walk ends here with `error`
+  };
+  std::string name;
+  Kind kind = kVisit;
+  FileStat stat;
+  std::string why;     // kSkip; kVisit: a directory not entered (skipped after visit)
+  absl::Status error;  // kError; kVisit: a directory that could not be opened
+  std::unique_ptr<Listing> child;  // kVisit of a directory entered
+};
+
+struct Listing {
+  absl::Status status;  // reading the directory failed (or the walk was cut short)
+  std::vector<WalkedEntry> entries;
+};
+
 class Walker {
  public:
   using Visit = std::function<void(const std::string&, const FileStat&)>;
@@ -372,42 +402,110 @@ class Walker {
   Walker(const Visit& visit, const Skipped& skipped, size_t entries_max)
       : visit_(visit), skipped_(skipped), entries_max_(entries_max) {}
 
-  absl::Status WalkDir(int dirfd, const std::string& dir_rel, size_t depth);
+  absl::Status Walk(int root_fd);
 
  private:
-  absl::StatusOr<std::vector<std::string>> ReadNames(int dirfd,
+  // Directories queued beyond this many are read by the thread that found them, so
+  // that the open descriptors stay bounded (queued + one per level per thread).
+  static constexpr size_t kQueuedDirsMax = 64;
+  static constexpr unsigned kThreadsMax = 3;
+  // Helper threads start once this many directories were queued.
+  static constexpr size_t kDirsBeforeHelpers = 16;
+
+  struct Task {
+    Fd fd;  // the directory, opened by the walk; read through this descriptor
+    std::string rel;
+    Listing* out;
+  };
+
+  void Work();
+  void Submit(Task task);
+  void Read(Task task);
+  absl::StatusOr<std::vector<std::string>> ReadNames(DIR* dir,
                                                      const std::string& dir_rel);
-  absl::Status WalkEntry(int dirfd, const std::string& name, const std::string& rel,
-                         size_t depth);
-  void Skip(const std::string& rel, std::string_view why) {
-    if (skipped_) skipped_(rel, std::string(why));
+  absl::Status EntriesExhausted() const {
+    return absl::ResourceExhaustedError(
+        StrCat("walk: more than ", entries_max_, " entries"));
   }
+  absl::Status Replay(Listing& listing, const std::string& dir_rel);
 
   const Visit& visit_;
   const Skipped& skipped_;
   const size_t entries_max_;
-  size_t entries_ = 0;
+  std::atomic<size_t> entries_{0};
+  std::atomic<bool> stop_{false};  // the entry bound was passed: readers stop
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Task> queue_;  // guarded by mu_
+  size_t pending_ = 0;       // guarded by mu_: queued or being read
+  size_t queued_ = 0;        // guarded by mu_: directories queued so far
+  const unsigned threads_ =
+      std::clamp(std::thread::hardware_concurrency(), 1u, kThreadsMax);
+  std::vector<std::thread> helpers_;  // guarded by mu_ until the walk is read
 };
 
-absl::StatusOr<std::vector<std::string>> Walker::ReadNames(int dirfd,
+absl::Status Walker::Walk(int root_fd) {
+  Listing root;
+  Fd fd(::openat(root_fd, ".", kDirFlags));
+  if (fd.get() < 0) return FsError(errno, "open directory", ".");
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Task{std::move(fd), "", &root});
+    pending_ = 1;
+  }
+  Work();
+  // No read is running (pending_ is 0), so no helper is being added.
+  for (std::thread& t : helpers_) t.join();
+  return Replay(root, "");
+}
+
+void Walker::Work() {
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return !queue_.empty() || pending_ == 0; });
+      if (queue_.empty()) return;       // pending_ == 0: the walk is read
+      task = std::move(queue_.back());  // newest first: depth first, fewer open
+      queue_.pop_back();
+    }
+    Read(std::move(task));
+    std::lock_guard lock(mu_);
+    if (--pending_ == 0) cv_.notify_all();
+  }
+}
+
+void Walker::Submit(Task task) {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() < kQueuedDirsMax) {
+      queue_.push_back(std::move(task));
+      ++pending_;
+      // Small trees are read by one thread: a helper costs more than it saves there.
+      if (++queued_ >= kDirsBeforeHelpers && helpers_.size() + 1 < threads_) {
+        helpers_.emplace_back([this] { Work(); });
+      }
+      cv_.notify_one();
+      return;
+    }
+  }
+  Read(std::move(task));
+}
+
+absl::StatusOr<std::vector<std::string>> Walker::ReadNames(DIR* dir,
                                                            const std::string& dir_rel) {
   const std::string_view shown = dir_rel.empty() ? std::string_view(".") : dir_rel;
-  // A new open file description, so that the offset is this walk's own.
-  Fd fd(::openat(dirfd, ".", kDirFlags));
-  if (fd.get() < 0) return FsError(errno, "open directory", shown);
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd.get()), &::closedir);
-  if (dir == nullptr) return ErrnoStatus(errno, "read directory", shown);
-  fd.Release();  // owned by `dir` now
   std::vector<std::string> names;
   for (;;) {
     errno = 0;
-    const struct dirent* entry = ::readdir(dir.get());
+    const struct dirent* entry = ::readdir(dir);
     if (entry == nullptr) break;
     std::string_view name = entry->d_name;
     if (name == "." || name == "..") continue;
-    if (++entries_ > entries_max_) {
-      return absl::ResourceExhaustedError(
-          StrCat("walk: more than ", entries_max_, " entries"));
+    if (entries_.fetch_add(1, std::memory_order_relaxed) + 1 > entries_max_) {
+      stop_.store(true, std::memory_order_relaxed);
+      return EntriesExhausted();
     }
     names.emplace_back(name);
   }
@@ -416,39 +514,92 @@ absl::StatusOr<std::vector<std::string>> Walker::ReadNames(int dirfd,
   return names;
 }
 
-absl::Status Walker::WalkDir(int dirfd, const std::string& dir_rel, size_t depth) {
-  assert(depth <= kPathDepthMax);
-  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> names, ReadNames(dirfd, dir_rel));
-  for (const std::string& name : names) {
-    std::string rel = dir_rel.empty() ? name : StrCat(dir_rel, "/", name);
-    FERRY_RETURN_IF_ERROR(WalkEntry(dirfd, name, rel, depth + 1));
+// Reads one directory into task.out. Where a recursive walk would return an error,
+// the listing ends with that entry.
+void Walker::Read(Task task) {
+  Listing& out = *task.out;
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(task.fd.get()), &::closedir);
+  if (dir == nullptr) {
+    out.status = ErrnoStatus(errno, "read directory", task.rel.empty() ? "." : task.rel);
+    return;
   }
-  return absl::OkStatus();
+  const int dir_fd = task.fd.Release();  // owned by `dir` now
+  absl::StatusOr<std::vector<std::string>> names = ReadNames(dir.get(), task.rel);
+  if (!names.ok()) {
+    out.status = names.status();
+    return;
+  }
+  out.entries.reserve(names->size());
+  for (std::string& name : *names) {
+    if (stop_.load(std::memory_order_relaxed)) {
+      out.status = EntriesExhausted();
+      return;
+    }
+    std::string rel = task.rel.empty() ? name : StrCat(task.rel, "/", name);
+    WalkedEntry& e = out.entries.emplace_back();
+    e.name = std::move(name);
+    if (absl::Status valid = ValidateRelativePath(rel); !valid.ok()) {
+      e.kind = WalkedEntry::kSkip;
+      e.why = std::string(valid.message().data(), valid.message().size());
+      continue;
+    }
+    absl::StatusOr<std::optional<FileStat>> stat = StatAt(dir_fd, e.name, rel);
+    if (!stat.ok()) {
+      e.kind = WalkedEntry::kError;
+      e.error = stat.status();
+      return;
+    }
+    if (!stat->has_value()) {
+      e.kind = WalkedEntry::kVanished;
+      continue;
+    }
+    e.stat = **stat;
+    if (e.stat.type != FileStat::kDir) continue;
+    Fd child(::openat(dir_fd, e.name.c_str(), kDirFlags));
+    struct stat st = {};
+    if (child.get() < 0) {
+      if (errno == ENOENT) continue;  // visited, gone before it could be entered
+      if (errno != ELOOP && errno != ENOTDIR) {
+        e.error = FsError(errno, "open directory", rel);
+        return;
+      }
+    } else if (::fstat(child.get(), &st) != 0) {
+      e.error = ErrnoStatus(errno, "stat", rel);
+      return;
+    }
+    if (child.get() < 0 || static_cast<uint64_t>(st.st_ino) != e.stat.inode) {
+      e.why = "replaced during the walk; not entered";
+      continue;
+    }
+    e.child = std::make_unique<Listing>();
+    Submit(Task{std::move(child), std::move(rel), e.child.get()});
+  }
 }
 
-absl::Status Walker::WalkEntry(int dirfd, const std::string& name, const std::string& rel,
-                               size_t depth) {
-  if (absl::Status valid = ValidateRelativePath(rel); !valid.ok()) {
-    Skip(rel, std::string(valid.message().data(), valid.message().size()));
-    return absl::OkStatus();
+absl::Status Walker::Replay(Listing& listing, const std::string& dir_rel) {
+  FERRY_RETURN_IF_ERROR(listing.status);
+  for (WalkedEntry& e : listing.entries) {
+    std::string rel = dir_rel.empty() ? e.name : StrCat(dir_rel, "/", e.name);
+    switch (e.kind) {
+      case WalkedEntry::kSkip:
+        if (skipped_) skipped_(rel, e.why);
+        continue;
+      case WalkedEntry::kVanished:
+        continue;
+      case WalkedEntry::kError:
+        return e.error;
+      case WalkedEntry::kVisit:
+        break;
+    }
+    visit_(rel, e.stat);
+    FERRY_RETURN_IF_ERROR(e.error);
+    if (!e.why.empty() && skipped_) skipped_(rel, e.why);
+    if (e.child != nullptr) {
+      FERRY_RETURN_IF_ERROR(Replay(*e.child, rel));
+      e.child.reset();  // what was replayed is no longer needed
+    }
   }
-  FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> stat, StatAt(dirfd, name, rel));
-  if (!stat.has_value()) return absl::OkStatus();  // vanished
-  visit_(rel, *stat);
-  if (stat->type != FileStat::kDir) return absl::OkStatus();
-  Fd child(::openat(dirfd, name.c_str(), kDirFlags));
-  struct stat st = {};
-  if (child.get() < 0) {
-    if (errno == ENOENT) return absl::OkStatus();
-    if (errno != ELOOP && errno != ENOTDIR) return FsError(errno, "open directory", rel);
-  } else if (::fstat(child.get(), &st) != 0) {
-    return ErrnoStatus(errno, "stat", rel);
-  }
-  if (child.get() < 0 || static_cast<uint64_t>(st.st_ino) != stat->inode) {
-    Skip(rel, "replaced during the walk; not entered");
-    return absl::OkStatus();
-  }
-  return WalkDir(child.get(), rel, depth);
+  return absl::OkStatus();
 }
 
 // A temporary file written by WriteTemp, not yet committed.
@@ -497,7 +648,7 @@ absl::Status DiskRootDir::Walk(
     size_t entries_max) const {
   assert(visit);
   Walker walker(visit, skipped, entries_max);
-  return walker.WalkDir(fd_, "", 0);
+  return walker.Walk(fd_);
 }
 
 absl::StatusOr<int> DiskRootDir::OpenFd(std::string_view rel) const {

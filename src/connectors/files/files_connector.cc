@@ -154,8 +154,34 @@ absl::StatusOr<RootDir*> FilesConnector::Root() {
 }
 
 bool FilesConnector::DataPresent() {
+  // A walk not used by a scan is dropped (it used root_, and is old by now).
+  if (prefetched_.valid()) prefetched_.get();
   root_.reset();  // the folder may have been replaced or unmounted since
   return Root().ok();
+}
+
+FilesConnector::Listing FilesConnector::List(int64_t scan_ms) {
+  Listing listing;
+  listing.scan_ms = scan_ms;
+  root_.reset();  // the folder may have been replaced or unmounted since
+  if (!Root().ok()) return listing;
+  listing.present = true;
+  listing.status =
+      root_->Walk([&](const std::string& path,
+                      const FileStat& stat) { listing.visited.emplace_back(path, stat); },
+                  [&](const std::string& path, const std::string& why) {
+                    listing.skipped.emplace_back(listing.visited.size(), path, why);
+                  },
+                  options_.entries_max);
+  return listing;
+}
+
+void FilesConnector::Prefetch() {
+  if (prefetched_.valid()) prefetched_.get();
+  // The time is taken before the walk: a stamp is judged racy against a time no
+  // later than its lstat (root_dir.h, MarkIfRacy), never later.
+  int64_t scan_ms = env_->NowMs();
+  prefetched_ = std::async(std::launch::async, [this, scan_ms] { return List(scan_ms); });
 }
 
 // Chunks and hashes one file. The stat is taken again afterwards: a file that changed
@@ -263,9 +289,9 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
     const std::map<std::string, ItemPtr>& synced,
     const std::map<std::string, std::string>& stamps) {
   ScanResult result;
-  root_.reset();
-  absl::StatusOr<RootDir*> root = Root();
-  if (!root.ok()) return result;  // DataPresent() says why; nothing is there to list
+  Listing listing = prefetched_.valid() ? prefetched_.get() : List(env_->NowMs());
+  if (!listing.present) return result;  // DataPresent() says why; nothing to list
+  FERRY_RETURN_IF_ERROR(listing.status);
 
   FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
   const IgnoreRules& rules = rules_;
@@ -281,67 +307,72 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   std::vector<std::pair<std::string, FileStat>> stale_temps;
   // Directories ignored (by the rules, or as temporary files of ours).
   std::set<std::string, std::less<>> ignored_dirs;
-  const int64_t scan_ms = env_->NowMs();
+  const int64_t scan_ms = listing.scan_ms;
   const int64_t stale_before_ns =
       (scan_ms - options_.stale_temp_age_ms) * int64_t{1000000};
-  FERRY_RETURN_IF_ERROR(root_->Walk(
-      [&](const std::string& path, const FileStat& stat) {
-        std::string_view name = path;
-        if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
-          name = name.substr(slash + 1);
-        }
-        const bool is_dir = stat.type == FileStat::kDir;
-        if (RootDir::IsTempName(name)) {
-          if (stat.type == FileStat::kFile && stat.ctime_ns < stale_before_ns) {
-            stale_temps.emplace_back(path, stat);
-          }
-          if (is_dir) ignored_dirs.insert(path);
-          return;
-        }
-        // The walk visits a directory before what is in it, so an entry is ignored
-        // when its directory was, or by its own level (IgnoreRules::MatchesOwnLevel).
-        const size_t slash = path.rfind('/');
-        if ((slash != std::string::npos && !ignored_dirs.empty() &&
-             ignored_dirs.contains(std::string_view(path).substr(0, slash))) ||
-            rules.MatchesOwnLevel(path, is_dir)) {
-          if (is_dir) ignored_dirs.insert(path);
-          return;
-        }
-        NoteLocalName(path);
-        if (stat.type == FileStat::kOther) {
-          result.skipped.emplace_back(path, "not a file, directory or symbolic link");
-          return;
-        }
-        std::string stamp = EncodeStamp(stat, scan_ms);
-        if (auto old = stamps.find(path);
-            old != stamps.end() && StampUnchanged(old->second, stamp)) {
-          if (auto item = synced.find(path); item != synced.end()) {
-            result.items.emplace_hint(result.items.end(), path,
-                                      LocalItem{item->second, std::move(stamp)});
-            return;
-          }
-        }
-        if (stat.type == FileStat::kFile) {
-          to_hash.emplace_back(path, stat);
-          return;
-        }
-        v1::Item fresh = BaseItem(path, stat);
-        if (stat.type == FileStat::kSymlink) {
-          absl::StatusOr<std::string> target = root_->ReadLink(path);
-          if (!target.ok()) {
-            result.skipped.emplace_back(path, std::string(target.status().message()));
-            return;
-          }
-          engine::SetBytesField(&fresh, kTarget, *target);
-          engine::SetBytesField(&fresh, kMode, "0");  // a link's own mode means nothing
-        }
-        result.items[path] =
-            LocalItem{std::make_shared<const v1::Item>(std::move(fresh)), stamp};
-      },
-      [&](const std::string& path, const std::string& why) {
-        result.skipped.emplace_back(path, why);
-      },
-      options_.entries_max));
+  auto visit = [&](const std::string& path, const FileStat& stat) {
+    std::string_view name = path;
+    if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
+      name = name.substr(slash + 1);
+    }
+    const bool is_dir = stat.type == FileStat::kDir;
+    if (RootDir::IsTempName(name)) {
+      if (stat.type == FileStat::kFile && stat.ctime_ns < stale_before_ns) {
+        stale_temps.emplace_back(path, stat);
+      }
+      if (is_dir) ignored_dirs.insert(path);
+      return;
+    }
+    // The walk visits a directory before what is in it, so an entry is ignored
+    // when its directory was, or by its own level (IgnoreRules::MatchesOwnLevel).
+    const size_t slash = path.rfind('/');
+    if ((slash != std::string::npos && !ignored_dirs.empty() &&
+         ignored_dirs.contains(std::string_view(path).substr(0, slash))) ||
+        rules.MatchesOwnLevel(path, is_dir)) {
+      if (is_dir) ignored_dirs.insert(path);
+      return;
+    }
+    NoteLocalName(path);
+    if (stat.type == FileStat::kOther) {
+      result.skipped.emplace_back(path, "not a file, directory or symbolic link");
+      return;
+    }
+    std::string stamp = EncodeStamp(stat, scan_ms);
+    if (auto old = stamps.find(path);
+        old != stamps.end() && StampUnchanged(old->second, stamp)) {
+      if (auto item = synced.find(path); item != synced.end()) {
+        result.items.emplace_hint(result.items.end(), path,
+                                  LocalItem{item->second, std::move(stamp)});
+        return;
+      }
+    }
+    if (stat.type == FileStat::kFile) {
+      to_hash.emplace_back(path, stat);
+      return;
+    }
+    v1::Item fresh = BaseItem(path, stat);
+    if (stat.type == FileStat::kSymlink) {
+      absl::StatusOr<std::string> target = root_->ReadLink(path);
+      if (!target.ok()) {
+        result.skipped.emplace_back(path, std::string(target.status().message()));
+        return;
+      }
+      engine::SetBytesField(&fresh, kTarget, *target);
+      engine::SetBytesField(&fresh, kMode, "0");  // a link's own mode means nothing
+    }
+    result.items[path] =
+        LocalItem{std::make_shared<const v1::Item>(std::move(fresh)), stamp};
+  };
+  auto skipped = listing.skipped.begin();
+  for (size_t i = 0; i <= listing.visited.size(); ++i) {
+    for (; skipped != listing.skipped.end() && std::get<0>(*skipped) == i; ++skipped) {
+      result.skipped.emplace_back(std::move(std::get<1>(*skipped)),
+                                  std::move(std::get<2>(*skipped)));
+    }
+    if (i < listing.visited.size())
+      visit(listing.visited[i].first, listing.visited[i].second);
+  }
+  listing.visited = {};
 
   for (const auto& [path, stat] : stale_temps) {
     RootDir::Expect unchanged;

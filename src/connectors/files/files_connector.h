@@ -4,15 +4,20 @@
 #ifndef FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_
 #define FERRY_CONNECTORS_FILES_FILES_CONNECTOR_H_
 
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "include/ferry/connector.h"
 #include "include/ferry/engine.h"
 #include "src/chunk/chunker.h"
 #include "src/connectors/files/ignore.h"
+#include "src/connectors/files/root_dir.h"
 #include "src/seal/seal.h"
 
 namespace ferry::files {
@@ -45,6 +50,7 @@ class FilesConnector final : public Connector {
 
   std::string_view Name() const override { return "files/1"; }
   bool DataPresent() override;
+  void Prefetch() override;
   absl::StatusOr<ScanResult> Scan(
       const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) override;
@@ -66,6 +72,17 @@ class FilesConnector final : public Connector {
   int64_t EditTimeMs(const v1::Item& item) override;
 
  private:
+  // What one walk of the folder saw, in walk order.
+  struct Listing {
+    bool present = false;  // the folder could be opened
+    int64_t scan_ms = 0;   // the time before the first lstat
+    absl::Status status;   // of the walk
+    std::vector<std::pair<std::string, FileStat>> visited;
+    // (visited.size() when it was skipped, path, why)
+    std::vector<std::tuple<size_t, std::string, std::string>> skipped;
+  };
+  // Opens the folder anew (it may have been replaced or unmounted) and walks it.
+  Listing List(int64_t scan_ms);
   absl::StatusOr<RootDir*> Root();
   absl::StatusOr<v1::Item> HashFile(const std::string& id, struct FileStat stat) const;
   absl::Status WriteContent(FileWriter& out, const v1::ContentRef& content,
@@ -89,6 +106,8 @@ class FilesConnector final : public Connector {
   // overwrite it there, so it is refused. Case-sensitive file systems keep both.
   std::map<std::string, std::string> folded_;
   absl::StatusOr<bool> ProbeCaseInsensitive();
+  // The walk Prefetch started; declared last, so that it ends before root_ goes.
+  std::future<Listing> prefetched_;
 };
 
 // The chunker seed of a collection: derived from its key, so boundaries are the same on

@@ -143,8 +143,11 @@ class RootDir {
   //
   // RESOURCE_EXHAUSTED once more than `entries_max` entries (visited or skipped) are
   // read; the callbacks may have been called for some entries by then. The callbacks
-  // may call this RootDir. On disk the walk holds one open descriptor per directory
-  // level.
+  // may call this RootDir: they run on the calling thread. On disk, several threads
+  // read the directories first (one per core, up to 3, once the tree has more than a
+  // few directories) and the callbacks then replay what they read, in the order
+  // above; the walk holds at most 64 queued directory descriptors plus one per level
+  // per thread.
   virtual absl::Status Walk(
       const std::function<void(const std::string& rel, const FileStat& stat)>& visit,
       const std::function<void(const std::string& rel, const std::string& why)>& skipped,

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -771,6 +773,55 @@ TEST_P(RootDirTest, WalkEntriesBounded) {
   WalkResult walk = WalkAll(9);
   EXPECT_TRUE(absl::IsResourceExhausted(walk.status)) << walk.status;
   EXPECT_THAT(walk.visited, IsEmpty());
+}
+
+// A tree wide and deep enough that the disk walk reads it on several threads (more
+// directories than it queues): the visits must still come in walk order, each once.
+TEST_P(RootDirTest, WalkOfAWideDeepTreeIsInOrder) {
+  struct Node {
+    std::map<std::string, Node> children;
+    bool dir = false;
+  };
+  Node model;
+  model.dir = true;
+  std::mt19937 rng(42);
+  std::vector<std::pair<std::string, Node*>> dirs = {{"", &model}};
+  for (int i = 0; i < 600; ++i) {
+    auto [parent_rel, parent] = dirs[rng() % dirs.size()];
+    // Names that sort differently bytewise and component-wise ("a-b" < "a/b").
+    std::string name = StrCat(i % 3 == 0 ? "a" : i % 3 == 1 ? "a-" : "B", rng() % 50);
+    if (parent->children.contains(name)) continue;
+    std::string rel = parent_rel.empty() ? name : StrCat(parent_rel, "/", name);
+    Node& node = parent->children[name];
+    if (rng() % 2 == 0) {
+      node.dir = true;
+      fs_->MkdirRaw(P(rel));
+      dirs.emplace_back(rel, &node);
+    } else {
+      WriteRaw(P(rel), "x");
+    }
+  }
+  std::vector<std::pair<std::string, FileStat::Type>> expected;
+  std::function<void(const Node&, const std::string&)> list = [&](const Node& n,
+                                                                  const std::string& at) {
+    for (const auto& [name, child] : n.children) {
+      std::string rel = at.empty() ? name : StrCat(at, "/", name);
+      expected.emplace_back(rel, child.dir ? FileStat::kDir : FileStat::kFile);
+      list(child, rel);
+    }
+  };
+  list(model, "");
+  ASSERT_GT(dirs.size(), 100u);
+
+  WalkResult walk = WalkAll();
+  ASSERT_TRUE(walk.status.ok()) << walk.status;
+  EXPECT_EQ(walk.visited, expected);
+
+  // Past the bound the walk fails, whichever directory passed it.
+  WalkResult bounded = WalkAll(expected.size() - 1);
+  EXPECT_TRUE(absl::IsResourceExhausted(bounded.status)) << bounded.status;
+  EXPECT_LT(bounded.visited.size(), expected.size());
+  EXPECT_TRUE(WalkAll(expected.size()).status.ok());
 }
 
 TEST_P(RootDirTest, WalkTwiceAndWithoutSkippedCallback) {
