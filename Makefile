@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 DEBIAN_PACKAGES := cmake ninja-build g++ clang-14 libclang-rt-14-dev ccache pkg-config \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   libsodium-dev libzstd-dev libsqlite3-dev libssl-dev libabsl-dev libpq-dev postgresql \
-  libcli11-dev libspdlog-dev libtomlplusplus-dev \
+  libcli11-dev libspdlog-dev libtomlplusplus-dev libgoogle-perftools-dev \
   libgtest-dev libgmock-dev libbenchmark-dev openssl khard khal
 
 .PHONY: deps build test demo asan asan-ci sim crash-long fuzz bench bench-compare format clean
