@@ -266,6 +266,9 @@ class FaultyConnector final : public Connector {
 
   std::string_view Name() const override { return real_->Name(); }
   bool DataPresent() override { return real_->DataPresent(); }
+  bool SameStamp(const std::string& earlier, const std::string& now) const override {
+    return real_->SameStamp(earlier, now);
+  }
   void Prefetch() override {
     if (!crashed_) real_->Prefetch();
   }

@@ -65,6 +65,14 @@ class Connector {
   // deleted folder): the engine then never reads the absence as deletions.
   virtual bool DataPresent() = 0;
 
+  // Whether `earlier` and `now`, two stamps of this connector's, describe the same
+  // local object left as it was, even where Scan would not trust `earlier` (a stamp
+  // taken while the object was being written). The engine asks this of an object a
+  // write was refused over: while it is unchanged, it is not a local edit.
+  virtual bool SameStamp(const std::string& earlier, const std::string& now) const {
+    return earlier == now;
+  }
+
   // A hint that Scan follows soon: a connector may start reading the local data now,
   // on a thread of its own, while the engine loads the shadow. Scan then uses what was
   // read (taken after this call, so no older than a scan started here). The default

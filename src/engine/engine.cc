@@ -10,6 +10,7 @@
 #include "include/ferry/engine.h"
 
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <set>
@@ -51,6 +52,17 @@ constexpr char kRefusedStamp[] = "refused";
 // The shadow stamp of an item whose remote delete this device could not do (a
 // directory that still holds ignored files): retried at every sync while unchanged.
 constexpr char kRefusedDeleteStamp[] = "refused-delete";
+// The shadow stamp of an item whose write this device refused over a local object (a
+// file it may not replace): this prefix, then the object's stamp then. While the
+// object keeps that stamp it is not a local edit, and the write is retried.
+constexpr char kRefusedOverPrefix[] = "refused-over:";
+
+// The shadow stamp of a refused item whose local object had `local_stamp` ("" =
+// absent).
+std::string RefusedStamp(const std::string& local_stamp) {
+  if (local_stamp.empty() || local_stamp == kRefusedStamp) return kRefusedStamp;
+  return StrCat(kRefusedOverPrefix, local_stamp);
+}
 // Chunk bytes downloaded ahead of the writes that need them (memory bound), and items
 // written as one batch (open descriptors bound).
 constexpr uint64_t kPrefetchBytesMax = 32u << 20;
@@ -130,7 +142,7 @@ class Cycle {
                    const v1::Item& theirs, const RemoteTouch& touch, MergePlan* plan);
   absl::Status ApplyLocal(const MergePlan& plan, const ScanResult& scan, StampMap* stamps,
                           std::set<std::string>* deferred,
-                          std::set<std::string>* refused);
+                          std::map<std::string, std::string>* refused);
   std::vector<v1::Op> MakeOps(const MergePlan& plan, const ItemMap& synced);
   absl::Status Push(std::vector<v1::Op> ops,
                     const std::map<std::string, LocalItem>& local, ItemMap synced,
@@ -620,7 +632,7 @@ void Cycle::MergeFields(const std::string& id, const v1::Item* base, const v1::I
 
 absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
                                StampMap* stamps, std::set<std::string>* deferred,
-                               std::set<std::string>* refused) {
+                               std::map<std::string, std::string>* refused) {
   engine::EngineChunkSource chunks(transfer_, scan.items);
   // The stamp each local object has now: as scanned, or as the last action left it
   // ("" = absent).
@@ -652,10 +664,12 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
       return absl::OkStatus();
     }
     if (absl::IsInvalidArgument(stamp.status()) ||
-        absl::IsFailedPrecondition(stamp.status())) {
+        absl::IsFailedPrecondition(stamp.status()) ||
+        absl::IsPermissionDenied(stamp.status())) {
       // This one item cannot be applied here (a hostile or invalid path, a symbolic
-      // link or file in the way): refused and reported, the rest goes on.
-      refused->insert(a.id);
+      // link or file in the way, a file or directory this process may not write):
+      // refused and reported, the rest goes on; tried again at every sync.
+      refused->emplace(a.id, local_stamp(a.id));
       report_->skipped.emplace_back(a.id, StrCat("refused: ", stamp.status().message()));
       return absl::OkStatus();
     }
@@ -762,9 +776,21 @@ absl::Status Cycle::RunOnce(bool* again) {
   hlc_ = std::max(hlc_, stored_hlc);
 
   FERRY_ASSIGN_OR_RETURN(ScanResult scan, c_.connector->Scan(base, base_stamps));
+  // Items whose write was refused here over a local object that is still as it was:
+  // not local edits (their version is in the shadow; the object is the version before
+  // it), so the write is tried again.
+  std::set<std::string> refused_over;
   for (const auto& [id, stamp] : base_stamps) {
     if (stamp == kRefusedStamp && !scan.items.contains(id)) {
       scan.items[id] = LocalItem{base.at(id), kRefusedStamp};  // absent by our refusal
+    } else if (stamp.starts_with(kRefusedOverPrefix)) {
+      auto local = scan.items.find(id);
+      if (local != scan.items.end() &&
+          c_.connector->SameStamp(stamp.substr(std::strlen(kRefusedOverPrefix)),
+                                  local->second.stamp)) {
+        local->second.item = base.at(id);  // its stamp stays: the write checks it
+        refused_over.insert(id);
+      }
     }
   }
   report_->scanned_items = scan.items.size();
@@ -780,8 +806,10 @@ absl::Status Cycle::RunOnce(bool* again) {
   for (const LocalAction& a : plan.actions) planned.insert(a.id);
   for (const auto& [id, stamp] : base_stamps) {
     auto theirs = pulled.theirs.find(id);
-    if (stamp != kRefusedStamp || planned.contains(id) || theirs == pulled.theirs.end() ||
-        scan.items.at(id).stamp != kRefusedStamp) {
+    const bool refused_absent =
+        stamp == kRefusedStamp && scan.items.at(id).stamp == kRefusedStamp;
+    if (!(refused_absent || refused_over.contains(id)) || planned.contains(id) ||
+        theirs == pulled.theirs.end()) {
       continue;
     }
     auto first_delete =
@@ -813,7 +841,8 @@ absl::Status Cycle::RunOnce(bool* again) {
   }
   // Apply theirs locally, then fold the settled items and the cursor into the shadow.
   StampMap stamps;
-  std::set<std::string> deferred, refused;
+  std::set<std::string> deferred;
+  std::map<std::string, std::string> refused;  // id -> its local object's stamp
   FERRY_RETURN_IF_ERROR(ApplyLocal(plan, scan, &stamps, &deferred, &refused));
   if (!deferred.empty()) {
     // Something changed locally while we applied. Folding their changes in now would
@@ -850,7 +879,7 @@ absl::Status Cycle::RunOnce(bool* again) {
     auto applied = stamps.find(id);
     auto scanned = scan.items.find(id);
     std::string stamp = retried_deletes.contains(id)  ? std::string(kRefusedDeleteStamp)
-                        : refused.contains(id)        ? std::string(kRefusedStamp)
+                        : refused.contains(id)        ? RefusedStamp(refused.at(id))
                         : applied != stamps.end()     ? applied->second
                         : scanned != scan.items.end() ? scanned->second.stamp
                                                       : std::string();

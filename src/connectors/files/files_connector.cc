@@ -153,6 +153,10 @@ absl::StatusOr<RootDir*> FilesConnector::Root() {
   return root_.get();
 }
 
+bool FilesConnector::SameStamp(const std::string& earlier, const std::string& now) const {
+  return SameStampIgnoringRace(earlier, now);
+}
+
 bool FilesConnector::DataPresent() {
   // A walk not used by a scan is dropped (it used root_, and is old by now).
   if (prefetched_.valid()) prefetched_.get();

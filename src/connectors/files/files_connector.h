@@ -49,6 +49,7 @@ class FilesConnector final : public Connector {
   ~FilesConnector() override;
 
   std::string_view Name() const override { return "files/1"; }
+  bool SameStamp(const std::string& earlier, const std::string& now) const override;
   bool DataPresent() override;
   void Prefetch() override;
   absl::StatusOr<ScanResult> Scan(

@@ -20,6 +20,12 @@ bool StampUnchanged(const std::string& old, const std::string& fresh) {
   return old == fresh && !old.empty() && old.back() != kRacyMark;
 }
 
+bool SameStampIgnoringRace(std::string_view a, std::string_view b) {
+  if (a.ends_with(kRacyMark)) a.remove_suffix(1);
+  if (b.ends_with(kRacyMark)) b.remove_suffix(1);
+  return !a.empty() && a == b;
+}
+
 absl::StatusOr<std::unique_ptr<RootDir>> RootDir::Open(const std::string& path) {
   absl::StatusOr<std::unique_ptr<DiskRootDir>> disk = DiskRootDir::Open(path);
   if (!disk.ok()) return disk.status();

@@ -74,6 +74,9 @@ std::string MarkIfRacy(std::string stamp, const FileStat& stat, int64_t now_ms);
 // True when an object whose stamp is now `fresh` may be taken as unchanged since
 // `old` was recorded: equal, and `old` was not racy.
 bool StampUnchanged(const std::string& old, const std::string& fresh);
+// True when `a` and `b` are equal but for kRacyMark: the same object, unchanged as far
+// as its stat tells (Connector::SameStamp).
+bool SameStampIgnoringRace(std::string_view a, std::string_view b);
 
 // An open regular file. Reads see the file that was opened, also after it is renamed
 // or replaced; not thread-safe (one reader per thread). A reader does not outlive the

@@ -164,6 +164,11 @@ absl::StatusOr<RootDir*> RecordsConnector::Root() {
   return root_.get();
 }
 
+bool RecordsConnector::SameStamp(const std::string& earlier,
+                                 const std::string& now) const {
+  return files::SameStampIgnoringRace(earlier, now);
+}
+
 bool RecordsConnector::DataPresent() {
   root_.reset();
   return Root().ok();

@@ -38,6 +38,7 @@ class RecordsConnector final : public Connector {
   ~RecordsConnector() override;
 
   std::string_view Name() const override;
+  bool SameStamp(const std::string& earlier, const std::string& now) const override;
   bool DataPresent() override;
   absl::StatusOr<ScanResult> Scan(
       const std::map<std::string, ItemPtr>& synced,
