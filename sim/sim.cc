@@ -42,6 +42,8 @@ constexpr uint32_t kLeaseTtlMs = 60000;
 // Rounds of the heal-and-drain phase before a run is declared not converging.
 constexpr int kDrainRoundsMax = 12;
 constexpr char kCrash[] = "simulated crash";
+// The deadline of every call a simulated device makes (wall time; see its use).
+constexpr int kSimCallTimeoutMs = 300 * 1000;
 
 class SimClock final : public Clock {
  public:
@@ -931,6 +933,10 @@ class Run {
       client::LoginOptions login{
           d.home.string(),  server_->address(),     "sim", "sim passphrase",
           StrCat("dev", i), server_->fingerprint(), true};
+      // Time in the simulation is simulated; only a stopped or starved process (a
+      // machine busy with other work) makes a real deadline pass, and that is no
+      // fault of the code under test.
+      login.call_timeout_ms = kSimCallTimeoutMs;
       auto device =
           i == 0 ? client::Device::CreateAccount(login) : client::Device::Login(login);
       if (!device.ok()) return Fail(StrCat("login: ", device.status().message()));

@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<net::Client>> ConnectFirst(const LoginOptions& op
   net::ConnectOptions connect;
   connect.server = options.server;
   connect.expected_fingerprint = options.fingerprint;
+  connect.timeout_ms = options.call_timeout_ms;
   if (options.fingerprint.empty()) {
     absl::StatusOr<std::pair<DeviceState, std::string>> previous = LoadHome(options.home);
     if (previous.ok() && previous->first.server == options.server) {

@@ -46,6 +46,9 @@ struct LoginOptions {
   std::string device_name;
   std::string fingerprint;  // optional: the certificate the server must present
   bool fast_kdf = false;    // account creation only: minimum Argon2id cost (tests)
+  // Deadline of each call of this device's connection (the simulation, whose process
+  // may be stopped or starved for longer than a real device would wait, sets it long).
+  int call_timeout_ms = 15000;
 };
 
 class Device {
