@@ -745,7 +745,8 @@ absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> DiskRootDir::WriteTemp(
   return std::unique_ptr<PendingFile>(std::move(pending));
 }
 
-absl::Status DiskRootDir::CommitTemp(PendingFile& base, const Expect& expect) const {
+absl::StatusOr<std::optional<FileStat>> DiskRootDir::CommitTemp(PendingFile& base,
+                                                                const Expect& expect) const {
   assert(base.owner() == this);
   auto& pending = static_cast<DiskPendingFile&>(base);
   FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
@@ -757,7 +758,7 @@ absl::Status DiskRootDir::CommitTemp(PendingFile& base, const Expect& expect) co
   FERRY_RETURN_IF_ERROR(RenameAt(pending.dir_fd, pending.temp, pending.dir_fd,
                                  pending.leaf, expect.must_be_absent, pending.rel()));
   pending.temp.clear();
-  return absl::OkStatus();
+  return StatAt(pending.dir_fd, pending.leaf, pending.rel());
 }
 
 absl::Status DiskRootDir::SyncAll() const {

@@ -48,7 +48,8 @@ class DiskRootDir final : public RootDir {
   absl::StatusOr<std::unique_ptr<PendingFile>> WriteTemp(
       std::string_view rel, const WriteFn& write, uint32_t mode, int64_t mtime_ns,
       const Expect& expect) const override;
-  absl::Status CommitTemp(PendingFile& pending, const Expect& expect) const override;
+  absl::StatusOr<std::optional<FileStat>> CommitTemp(PendingFile& pending,
+                                                     const Expect& expect) const override;
   absl::Status SyncAll() const override;
 
  private:

@@ -570,14 +570,12 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
   absl::Status synced = (*root)->SyncAll();
   for (auto& [i, file] : pending) {
     const ApplyRequest& r = requests[i];
-    absl::Status committed = synced;
-    if (committed.ok())
-      committed = (*root)->CommitTemp(*file, ExpectFromStamp(r.expected_stamp));
-    if (!committed.ok()) {
-      results[i] = committed;
+    if (!synced.ok()) {
+      results[i] = synced;
       continue;
     }
-    absl::StatusOr<std::optional<FileStat>> stat = (*root)->Stat(r.id);
+    absl::StatusOr<std::optional<FileStat>> stat =
+        (*root)->CommitTemp(*file, ExpectFromStamp(r.expected_stamp));
     if (!stat.ok()) {
       results[i] = stat.status();
     } else if (!stat->has_value()) {

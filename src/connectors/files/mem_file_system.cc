@@ -197,7 +197,9 @@ class MemRootDir final : public RootDir {
   absl::StatusOr<std::unique_ptr<PendingFile>> WriteTemp(
       std::string_view rel, const WriteFn& write, uint32_t mode, int64_t mtime_ns,
       const Expect& expect) const override;
-  absl::Status CommitTemp(PendingFile& pending, const Expect& expect) const override;
+  absl::StatusOr<std::optional<FileStat>> CommitTemp(PendingFile& pending,
+                                                     const Expect& expect) const override;
+  absl::Status RenameTemp(PendingFile& pending, const Expect& expect) const;
   absl::Status SyncAll() const override;
 
   // UNAVAILABLE after a Crash(). REQUIRES: fs_->mu_ held.
@@ -605,7 +607,15 @@ absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> MemRootDir::WriteTemp(
       std::make_unique<MemPendingFile>(this, std::string(rel), std::move(temp)));
 }
 
-absl::Status MemRootDir::CommitTemp(PendingFile& base, const Expect& expect) const {
+absl::StatusOr<std::optional<FileStat>> MemRootDir::CommitTemp(PendingFile& base,
+                                                               const Expect& expect) const {
+  FERRY_RETURN_IF_ERROR(RenameTemp(base, expect));
+  // As a Stat of the path (with its injected faults): the simulation's faults stay
+  // where they were when the caller asked for the stat itself.
+  return Stat(base.rel());
+}
+
+absl::Status MemRootDir::RenameTemp(PendingFile& base, const Expect& expect) const {
   assert(base.owner() == this);
   auto& pending = static_cast<MemPendingFile&>(base);
   FERRY_RETURN_IF_ERROR(ValidateExpect(expect));

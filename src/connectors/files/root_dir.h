@@ -239,8 +239,12 @@ class RootDir {
   virtual absl::StatusOr<std::unique_ptr<PendingFile>> WriteTemp(
       std::string_view rel, const WriteFn& write, uint32_t mode, int64_t mtime_ns,
       const Expect& expect) const = 0;
+  // Returns the lstat of what is at the path right after the rename (nullopt when
+  // something removed it already), taken through the directory the file was written
+  // in rather than by walking the path again.
   // REQUIRES: pending.owner() == this.
-  virtual absl::Status CommitTemp(PendingFile& pending, const Expect& expect) const = 0;
+  virtual absl::StatusOr<std::optional<FileStat>> CommitTemp(PendingFile& pending,
+                                                             const Expect& expect) const = 0;
   virtual absl::Status SyncAll() const = 0;
 };
 

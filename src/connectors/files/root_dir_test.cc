@@ -394,8 +394,13 @@ TEST_P(RootDirTest, TwoPhaseBatchWritesAndChecksAtCommit) {
   EXPECT_EQ(Read("a"), "old a");  // nothing is in place before the commit
   ASSERT_TRUE(root_->SyncAll().ok());
   WriteRaw(P("b"), "edited by the user meanwhile");
-  EXPECT_TRUE(root_->CommitTemp(**pa, Unchanged(a)).ok());
-  absl::Status changed = root_->CommitTemp(**pb, Unchanged(b));
+  absl::StatusOr<std::optional<FileStat>> committed = root_->CommitTemp(**pa, Unchanged(a));
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  // The stat it returns is the file now in place.
+  ASSERT_TRUE(committed->has_value());
+  EXPECT_TRUE(SameFile(**committed, MustStat("a")));
+  EXPECT_EQ((*committed)->size, 5u);
+  absl::Status changed = root_->CommitTemp(**pb, Unchanged(b)).status();
   EXPECT_TRUE(absl::IsAborted(changed)) << changed;
   EXPECT_TRUE(root_->CommitTemp(**pc, MustBeAbsent()).ok());
   ASSERT_TRUE(root_->SyncAll().ok());

@@ -405,14 +405,12 @@ std::vector<absl::StatusOr<std::string>> RecordsConnector::ApplyBatch(
   absl::Status synced = root_->SyncAll();
   for (Pending& p : pending) {
     const ApplyRequest& r = requests[p.index];
-    absl::Status committed = synced;
-    if (committed.ok())
-      committed = root_->CommitTemp(*p.temp, ExpectFromStamp(r.expected_stamp));
-    if (!committed.ok()) {
-      results[p.index] = committed;
+    if (!synced.ok()) {
+      results[p.index] = synced;
       continue;
     }
-    absl::StatusOr<std::optional<FileStat>> stat = root_->Stat(p.file);
+    absl::StatusOr<std::optional<FileStat>> stat =
+        root_->CommitTemp(*p.temp, ExpectFromStamp(r.expected_stamp));
     if (!stat.ok()) {
       results[p.index] = stat.status();
     } else if (!stat->has_value()) {
