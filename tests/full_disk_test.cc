@@ -174,11 +174,9 @@ class FullDiskTest : public ::testing::Test {
   }
 
   int Login(const std::string& home, bool create) {
-    std::vector<std::string> args = create ? std::vector<std::string>{"account", "create"}
-                                           : std::vector<std::string>{"login"};
-    args.insert(args.end(), {"--server", server_->address(), "--user", "full",
-                             "--passphrase-file", dir_ / "passphrase"});
-    CommandResult r = Ferry(home, args);
+    CommandResult r =
+        testing::RunFerryLogin(dir_ / StrCat("home-", home), server_->address(), "full",
+                               dir_ / "passphrase", create, 120000);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.exit_code;
   }

@@ -82,6 +82,16 @@ CommandResult RunFerry(const std::string& home, const std::vector<std::string>& 
   return RunCommand(argv, "", timeout_ms);
 }
 
+CommandResult RunFerryLogin(const std::string& home, const std::string& server,
+                            const std::string& user, const std::string& passphrase_file,
+                            bool create, int timeout_ms) {
+  std::vector<std::string> args = create ? std::vector<std::string>{"account", "create"}
+                                         : std::vector<std::string>{"login"};
+  args.insert(args.end(),
+              {"--server", server, "--user", user, "--passphrase-file", passphrase_file});
+  return RunFerry(home, args, timeout_ms);
+}
+
 uint64_t ReportedSeq(const std::string& out) {
   size_t at = out.rfind("at seq ");
   return at == std::string::npos ? 0 : std::stoull(out.substr(at + 7));

@@ -37,6 +37,12 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 CommandResult RunFerry(const std::string& home, const std::vector<std::string>& args,
                        int timeout_ms = 60000);
 
+// `ferry account create` (`create`) or `ferry login` of the device in `home`, as
+// user `user` of the ferryd at `server`, the passphrase read from `passphrase_file`.
+CommandResult RunFerryLogin(const std::string& home, const std::string& server,
+                            const std::string& user, const std::string& passphrase_file,
+                            bool create, int timeout_ms = 60000);
+
 // The seq a successful `ferry sync` reports in `out` ("..., at seq N"); 0 when none.
 uint64_t ReportedSeq(const std::string& out);
 

@@ -68,11 +68,9 @@ class UnwritableTest : public ::testing::Test {
   }
 
   int Login(const std::string& home, bool create) {
-    std::vector<std::string> args = create ? std::vector<std::string>{"account", "create"}
-                                           : std::vector<std::string>{"login"};
-    args.insert(args.end(), {"--server", server_->address(), "--user", "locked",
-                             "--passphrase-file", dir_ / "passphrase"});
-    CommandResult r = Ferry(home, args);
+    CommandResult r =
+        testing::RunFerryLogin(dir_ / StrCat("home-", home), server_->address(), "locked",
+                               dir_ / "passphrase", create, 120000);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.exit_code;
   }

@@ -60,8 +60,7 @@ constexpr char kRefusedOverPrefix[] = "refused-over:";
 // The shadow stamp of a refused item whose local object had `local_stamp` ("" =
 // absent).
 std::string RefusedStamp(const std::string& local_stamp) {
-  if (local_stamp.empty() || local_stamp == kRefusedStamp) return kRefusedStamp;
-  return StrCat(kRefusedOverPrefix, local_stamp);
+  return local_stamp.empty() ? kRefusedStamp : StrCat(kRefusedOverPrefix, local_stamp);
 }
 // Chunk bytes downloaded ahead of the writes that need them (memory bound), and items
 // written as one batch (open descriptors bound).
@@ -776,20 +775,21 @@ absl::Status Cycle::RunOnce(bool* again) {
   hlc_ = std::max(hlc_, stored_hlc);
 
   FERRY_ASSIGN_OR_RETURN(ScanResult scan, c_.connector->Scan(base, base_stamps));
-  // Items whose write was refused here over a local object that is still as it was:
-  // not local edits (their version is in the shadow; the object is the version before
-  // it), so the write is tried again.
-  std::set<std::string> refused_over;
+  // Items whose write was refused here, where the local object is still as it was
+  // then (absent, or with the same stamp): not local edits (their version is in the
+  // shadow; the object is what was there before it), so the write is tried again.
+  std::set<std::string> refused_retry;
   for (const auto& [id, stamp] : base_stamps) {
     if (stamp == kRefusedStamp && !scan.items.contains(id)) {
       scan.items[id] = LocalItem{base.at(id), kRefusedStamp};  // absent by our refusal
+      refused_retry.insert(id);
     } else if (stamp.starts_with(kRefusedOverPrefix)) {
       auto local = scan.items.find(id);
       if (local != scan.items.end() &&
           c_.connector->SameStamp(stamp.substr(std::strlen(kRefusedOverPrefix)),
                                   local->second.stamp)) {
         local->second.item = base.at(id);  // its stamp stays: the write checks it
-        refused_over.insert(id);
+        refused_retry.insert(id);
       }
     }
   }
@@ -804,14 +804,9 @@ absl::Status Cycle::RunOnce(bool* again) {
   // Items refused earlier are tried again: what was in the way may be gone.
   std::set<std::string> planned;
   for (const LocalAction& a : plan.actions) planned.insert(a.id);
-  for (const auto& [id, stamp] : base_stamps) {
+  for (const std::string& id : refused_retry) {
     auto theirs = pulled.theirs.find(id);
-    const bool refused_absent =
-        stamp == kRefusedStamp && scan.items.at(id).stamp == kRefusedStamp;
-    if (!(refused_absent || refused_over.contains(id)) || planned.contains(id) ||
-        theirs == pulled.theirs.end()) {
-      continue;
-    }
+    if (planned.contains(id) || theirs == pulled.theirs.end()) continue;
     auto first_delete =
         std::find_if(plan.actions.begin(), plan.actions.end(),
                      [](const LocalAction& a) { return a.kind == LocalAction::kDelete; });

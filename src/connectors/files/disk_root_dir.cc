@@ -381,7 +381,7 @@ struct WalkedEntry {
     kVanished,  // gone between readdir and lstat: left out
     kError,     // lstat failed: the walk ends here with `error`
   };
-  std::string name;
+  std::string rel;  // the path from the root
   Kind kind = kVisit;
   FileStat stat;
   std::string why;     // kSkip; kVisit: a directory not entered (skipped after visit)
@@ -427,7 +427,7 @@ class Walker {
     return absl::ResourceExhaustedError(
         StrCat("walk: more than ", entries_max_, " entries"));
   }
-  absl::Status Replay(Listing& listing, const std::string& dir_rel);
+  absl::Status Replay(Listing& listing);
 
   const Visit& visit_;
   const Skipped& skipped_;
@@ -457,7 +457,7 @@ absl::Status Walker::Walk(int root_fd) {
   Work();
   // No read is running (pending_ is 0), so no helper is being added.
   for (std::thread& t : helpers_) t.join();
-  return Replay(root, "");
+  return Replay(root);
 }
 
 void Walker::Work() {
@@ -537,13 +537,13 @@ void Walker::Read(Task task) {
     }
     std::string rel = task.rel.empty() ? name : StrCat(task.rel, "/", name);
     WalkedEntry& e = out.entries.emplace_back();
-    e.name = std::move(name);
+    e.rel = rel;
     if (absl::Status valid = ValidateRelativePath(rel); !valid.ok()) {
       e.kind = WalkedEntry::kSkip;
       e.why = std::string(valid.message().data(), valid.message().size());
       continue;
     }
-    absl::StatusOr<std::optional<FileStat>> stat = StatAt(dir_fd, e.name, rel);
+    absl::StatusOr<std::optional<FileStat>> stat = StatAt(dir_fd, name, rel);
     if (!stat.ok()) {
       e.kind = WalkedEntry::kError;
       e.error = stat.status();
@@ -555,7 +555,7 @@ void Walker::Read(Task task) {
     }
     e.stat = **stat;
     if (e.stat.type != FileStat::kDir) continue;
-    Fd child(::openat(dir_fd, e.name.c_str(), kDirFlags));
+    Fd child(::openat(dir_fd, name.c_str(), kDirFlags));
     struct stat st = {};
     if (child.get() < 0) {
       if (errno == ENOENT) continue;  // visited, gone before it could be entered
@@ -576,10 +576,10 @@ void Walker::Read(Task task) {
   }
 }
 
-absl::Status Walker::Replay(Listing& listing, const std::string& dir_rel) {
+absl::Status Walker::Replay(Listing& listing) {
   FERRY_RETURN_IF_ERROR(listing.status);
   for (WalkedEntry& e : listing.entries) {
-    std::string rel = dir_rel.empty() ? e.name : StrCat(dir_rel, "/", e.name);
+    const std::string& rel = e.rel;
     switch (e.kind) {
       case WalkedEntry::kSkip:
         if (skipped_) skipped_(rel, e.why);
@@ -595,7 +595,7 @@ absl::Status Walker::Replay(Listing& listing, const std::string& dir_rel) {
     FERRY_RETURN_IF_ERROR(e.error);
     if (!e.why.empty() && skipped_) skipped_(rel, e.why);
     if (e.child != nullptr) {
-      FERRY_RETURN_IF_ERROR(Replay(*e.child, rel));
+      FERRY_RETURN_IF_ERROR(Replay(*e.child));
       e.child.reset();  // what was replayed is no longer needed
     }
   }
@@ -745,8 +745,8 @@ absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> DiskRootDir::WriteTemp(
   return std::unique_ptr<PendingFile>(std::move(pending));
 }
 
-absl::StatusOr<std::optional<FileStat>> DiskRootDir::CommitTemp(PendingFile& base,
-                                                                const Expect& expect) const {
+absl::StatusOr<std::optional<FileStat>> DiskRootDir::CommitTemp(
+    PendingFile& base, const Expect& expect) const {
   assert(base.owner() == this);
   auto& pending = static_cast<DiskPendingFile&>(base);
   FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
