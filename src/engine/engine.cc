@@ -985,21 +985,26 @@ absl::Status Cycle::Push(std::vector<v1::Op> ops,
                          uint64_t cursor, bool* again) {
   engine::TransferContext upload = transfer_;
   upload.synced = &synced;  // patches splice these: their old chunks are delta bases
-  FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(upload, ops, local));
-  size_t next = 0;
-  while (next < ops.size()) {
+  // Each transaction's chunks are uploaded right before it is appended, so that other
+  // devices can pull the first transactions of a large push while the rest uploads.
+  std::vector<std::vector<v1::Op>> parts;
+  for (size_t next = 0; next < ops.size();) {
+    std::vector<v1::Op>& part = parts.emplace_back();
+    size_t bytes = 0;
+    while (next < ops.size() && part.size() < kOpsPerTransactionMax &&
+           (part.empty() || bytes < kTransactionBytesTarget)) {
+      bytes += ops[next].ByteSizeLong();
+      part.push_back(std::move(ops[next++]));
+    }
+  }
+  for (std::vector<v1::Op>& part : parts) {
+    FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(upload, part, local));
     v1::Transaction tx;
     tx.set_tx_id(env_->RandomBytes(seal::kTxIdBytes));
     tx.set_device_id(c_.device_id);
     tx.set_base_seq(cursor);
     tx.set_hlc_time(NextHlc());
-    size_t bytes = 0;
-    while (next < ops.size() &&
-           static_cast<size_t>(tx.ops_size()) < kOpsPerTransactionMax &&
-           (tx.ops_size() == 0 || bytes < kTransactionBytesTarget)) {
-      bytes += ops[next].ByteSizeLong();
-      *tx.add_ops() = std::move(ops[next++]);
-    }
+    for (v1::Op& op : part) *tx.add_ops() = std::move(op);
     FERRY_ASSIGN_OR_RETURN(std::string envelope,
                            seal::SealTransaction(*c_.key, c_.collection_id, tx, {}));
     ShadowUpdate intent;
