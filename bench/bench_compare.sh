@@ -21,8 +21,9 @@
 #   TIMEOUT=900    seconds one tool may take for one scenario before it is reported
 #                  as "did not converge" (QUICK: 180)
 #   SEED=7         seed of the edit and delete choices
-#   TOOLS=".."     the tools to run (default "ferry rsync unison syncthing"; the ratios
-#                  need rsync)
+#   TOOLS=".."     the tools to run (default "ferry ferrywatch rsync unison syncthing";
+#                  the ratios need rsync; ferrywatch = ferry with device B running
+#                  `ferry watch`, as Syncthing's B is always running)
 #   WORK_BASE=/tmp where the work dir is made; KEEP_WORK=1 keeps it
 set -euo pipefail
 cmdline="$0 $*"
@@ -41,7 +42,7 @@ else
 fi
 OUT=${OUT:-/tmp/bench_compare.md}
 SEED=${SEED:-7}
-TOOLS=${TOOLS:-ferry rsync unison syncthing}
+TOOLS=${TOOLS:-ferry ferrywatch rsync unison syncthing}
 
 # --- tools from Debian packages ------------------------------------------------------
 missing=()
@@ -550,8 +551,8 @@ start_proxy() {
   printf -v "${name}_proxy_pid" '%s' "$last_pid"
   printf -v "${name}_proxy_port" '%s' "$(cat "$work/$name.proxyport")"
 }
-# proxy_read NAME: "up down" so far, once every connection through it has closed
-# (bounded: 10 s).
+# proxy_read NAME [OPEN]: "up down" so far, once every connection through it but OPEN
+# (default 0; the watching device keeps one) has closed (bounded: 10 s).
 proxy_read() {
   local pid_var="${1}_proxy_pid" stats="$work/$1.proxystats" seq0 s up down active
   read -r seq0 _ <"$stats"
@@ -559,7 +560,7 @@ proxy_read() {
     kill -USR1 "${!pid_var}"
     sleep 0.1
     read -r s up down active <"$stats"
-    if [ "$s" -gt "$seq0" ] && [ "$active" = 0 ]; then echo "$up $down"; return; fi
+    if [ "$s" -gt "$seq0" ] && [ "$active" -le "${2:-0}" ]; then echo "$up $down"; return; fi
   done
   echo "$up $down"
 }
@@ -584,6 +585,30 @@ printf 'bench passphrase\n' >"$F/pass"
   || die "ferry add (A): $(cat "$work/logs/ferry-setup.log")"
 "$ferry" --home "$F/homeB" add Bench --path "$F/B" >>"$work/logs/ferry-setup.log" 2>&1 \
   || die "ferry add (B): $(cat "$work/logs/ferry-setup.log")"
+
+# --- ferry with device B always online (`ferry watch`), as Syncthing's instance B is:
+# another account on the same ferryd, through a proxy of its own --------------------------
+FW="$work/ferrywatch"
+mkdir -p "$FW/A" "$FW/B"
+if [[ " $TOOLS " == *" ferrywatch "* ]]; then
+  start_proxy ferryw "${ferryd_addr##*:}"
+  "$ferry" --home "$FW/homeA" account create --server "127.0.0.1:$ferryw_proxy_port" \
+    --user benchwatch --passphrase-file "$F/pass" --device-name a >>"$work/logs/ferry-setup.log" 2>&1 \
+    || die "ferry account create (watch): $(cat "$work/logs/ferry-setup.log")"
+  "$ferry" --home "$FW/homeB" login --server "127.0.0.1:$ferryw_proxy_port" --user benchwatch \
+    --passphrase-file "$F/pass" --device-name b >>"$work/logs/ferry-setup.log" 2>&1 \
+    || die "ferry login (watch): $(cat "$work/logs/ferry-setup.log")"
+  for side in A B; do
+    "$ferry" --home "$FW/home$side" add Bench --path "$FW/$side" >>"$work/logs/ferry-setup.log" 2>&1 \
+      || die "ferry add (watch $side): $(cat "$work/logs/ferry-setup.log")"
+  done
+  # No periodic rescan: B changes nothing itself; ferryd's Watch stream wakes it.
+  start_bg ferry-watch "$ferry" --home "$FW/homeB" watch --interval 86400
+  ferry_watch_pid=$last_pid
+  for _ in $(seq 100); do grep -q 'watching' "$work/logs/ferry-watch.log" && break; sleep 0.1; done
+  grep -q 'watching' "$work/logs/ferry-watch.log" \
+    || die "ferry watch did not start: $(cat "$work/logs/ferry-watch.log")"
+fi
 
 # --- rsync: a daemon on 127.0.0.1, started for each scenario under /usr/bin/time so that
 # its peak RSS includes the per-connection child it forks --------------------------------
@@ -701,6 +726,42 @@ step_ferry() {
   log "  ferry B: $(tail -n 1 "$F/outB")"
 }
 
+# B is `ferry watch`: converged once B's log reports a sync at A's seq or later (B
+# prints a line for every sync that moved something; polled every 10 ms).
+step_ferrywatch() {
+  hwm_reset "$ferryd_pid"; hwm_reset "$ferry_watch_pid"
+  local t0 t1 up0 down0 seq bseq
+  read -r up0 down0 < <(proxy_read ferryw 1)
+  t0=$(now)
+  timed_run "$FW/outA" "$TIMEOUT" "$ferry" --home "$FW/homeA" sync Bench
+  local rcA=$t_rc rssA=$t_rss
+  seq=$(sed -n 's/.* at seq \([0-9]*\)$/\1/p' "$FW/outA" | tail -n 1)
+  r_status=ok; r_note=""
+  if [ "$rcA" = 124 ]; then r_status=$(not_converged)
+  elif [ "$rcA" != 0 ]; then r_status=failed; r_note="ferry sync exit A $rcA: $(tail -n 1 "$FW/outA")"
+  else
+    while :; do
+      bseq=$(sed -n 's/^Bench: .* at seq \([0-9]*\)$/\1/p' "$work/logs/ferry-watch.log" | tail -n 1)
+      [ "${bseq:-0}" -ge "${seq:-0}" ] && break
+      if ! kill -0 "$ferry_watch_pid" 2>/dev/null; then
+        r_status=failed; r_note="ferry watch exited: $(tail -n 1 "$work/logs/ferry-watch.log")"; break
+      fi
+      if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
+        r_status=$(not_converged); break
+      fi
+      sleep 0.01
+    done
+  fi
+  t1=$(now)
+  r_wall=$(elapsed "$t0" "$t1")
+  read -r r_up r_down < <(proxy_read ferryw 1)
+  r_up=$((r_up - up0)); r_down=$((r_down - down0))
+  local rssB; rssB=$(hwm_kb "$ferry_watch_pid")
+  r_rss_c=$(( rssA > rssB ? rssA : rssB )); r_rss_s=$(hwm_kb "$ferryd_pid")
+  log "  ferry A: $(tail -n 1 "$FW/outA")"
+  log "  ferry watch B: $(grep '^Bench: ' "$work/logs/ferry-watch.log" | tail -n 1)"
+}
+
 # step_rsync [durable]: rsync -a --delete into the daemon; "durable": B emptied first,
 # then rsync followed by sync (scenario 1's second timing).
 step_rsync() {
@@ -752,8 +813,8 @@ step_syncthing() {
   esac
 }
 
-dir_A() { case $1 in ferry) echo "$F/A" ;; rsync*) echo "$R/A" ;; unison) echo "$U/A" ;; syncthing) echo "$S/A" ;; esac; }
-dir_B() { case $1 in ferry) echo "$F/B" ;; rsync*) echo "$R/B" ;; unison) echo "$U/B" ;; syncthing) echo "$S/B" ;; esac; }
+dir_A() { case $1 in ferry) echo "$F/A" ;; ferrywatch) echo "$FW/A" ;; rsync*) echo "$R/A" ;; unison) echo "$U/A" ;; syncthing) echo "$S/A" ;; esac; }
+dir_B() { case $1 in ferry) echo "$F/B" ;; ferrywatch) echo "$FW/B" ;; rsync*) echo "$R/B" ;; unison) echo "$U/B" ;; syncthing) echo "$S/B" ;; esac; }
 
 # run_tool SCENARIO TOOL [durable]: one timed step, then the B==A check; one result row.
 run_tool() {
@@ -774,11 +835,11 @@ run_tool() {
 }
 
 # --- the scenarios, interleaved ------------------------------------------------------------
-tools=(ferry rsync unison syncthing)
+tools=(ferry ferrywatch rsync unison syncthing)
 : >"$work/results.tsv"
 for s in 1 2 3 4 5; do
-  for i in 0 1 2 3; do
-    tool=${tools[$(( (i + s - 1) % 4 ))]}
+  for i in 0 1 2 3 4; do
+    tool=${tools[$(( (i + s - 1) % 5 ))]}
     [[ " $TOOLS " == *" $tool "* ]] || continue
     A=$(dir_A "$tool")
     if [ "$s" = 1 ]; then cp -a "$src/." "$A/"; else python3 "$work/apply.py" "$work/data" "$s" "$A"; fi
@@ -792,7 +853,10 @@ cat >"$work/notes.md" <<EOF
 Notes:
 - **wall s**: from the start of the first command to convergence (B equals A). ferry: device A's
   \`ferry sync\` plus device B's \`ferry sync\`, both whole processes (start, TLS, scan, transfer,
-  fsync). rsync: the \`rsync -a --delete --stats\` client into an rsync daemon. Unison: the
+  fsync). ferrywatch: device B runs \`ferry watch\` throughout (started once, like Syncthing's
+  instances; no periodic rescan); from the start of A's \`ferry sync\` until B's output reports
+  a sync at A's seq (B pulls each transaction as ferryd's Watch stream announces it, while A
+  is still pushing; a sync with nothing new converges when A's ends). rsync: the \`rsync -a --delete --stats\` client into an rsync daemon. Unison: the
   \`unison -batch\` client against a \`unison -socket\` server. Syncthing: from \`POST /rest/db/scan\`
   on A (file-system watcher off, periodic rescans off) until A sees B at 100 % with nothing
   needed, B needs nothing and is idle, and B's local counts equal A's (polled every 100 ms).
@@ -807,7 +871,8 @@ Notes:
   rsync: \`--stats\` total bytes sent (up) and received (down). Syncthing: A's connection
   counters for B (\`/rest/system/connections\`, up = A to B). The renamed directory holds
   $rename_bytes bytes.
-- **peak RSS**: client = ferry: the larger of A's and B's \`ferry sync\`; rsync and Unison: the
+- **peak RSS**: client = ferry: the larger of A's and B's \`ferry sync\` (ferrywatch: of A's
+  \`ferry sync\` and B's \`ferry watch\`, VmHWM reset per scenario); rsync and Unison: the
   client; Syncthing: instance A (its monitor and worker processes added up). server = ferryd;
   the rsync daemon with the per-connection child it forks (/usr/bin/time on the daemon, which
   is restarted for each scenario so the child's peak is counted); the Unison server; Syncthing

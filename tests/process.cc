@@ -158,6 +158,77 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   return result;
 }
 
+BackgroundCommand::BackgroundCommand(const std::vector<std::string>& argv) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return;
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return;
+  }
+  int null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_ = Spawn(argv, null_in, out[1], err[1]);
+  ::close(null_in);
+  ::close(out[1]);
+  ::close(err[1]);
+  fds_[0] = out[0];
+  fds_[1] = err[0];
+}
+
+BackgroundCommand::~BackgroundCommand() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    WaitExit(pid_, Clock::now() + std::chrono::seconds(20));
+  }
+  for (int fd : fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+bool BackgroundCommand::ReadSome(int wait_ms) {
+  pollfd fds[2] = {{fds_[0], POLLIN, 0}, {fds_[1], POLLIN, 0}};
+  if (fds_[0] < 0 && fds_[1] < 0) return false;
+  if (::poll(fds, 2, wait_ms) <= 0) return true;
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+    char buffer[4096];
+    ssize_t n = ::read(fds[i].fd, buffer, sizeof(buffer));
+    if (n <= 0) {
+      ::close(fds_[i]);
+      fds_[i] = -1;
+    } else {
+      (i == 0 ? out_ : err_).append(buffer, static_cast<size_t>(n));
+    }
+  }
+  return true;
+}
+
+bool BackgroundCommand::WaitFor(const std::string& text, int timeout_ms, size_t from,
+                                bool in_stderr) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  const std::string& where = in_stderr ? err_ : out_;
+  for (;;) {
+    if (where.size() > from && where.find(text, from) != std::string::npos) return true;
+    if (RemainingMs(deadline) == 0 || !ReadSome(RemainingMs(deadline))) return false;
+  }
+}
+
+int BackgroundCommand::Signal(int sig, int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, sig);
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  // Drains its pipes while it shuts down, so that it never blocks writing to them.
+  while (RemainingMs(deadline) > 0 && ReadSome(RemainingMs(deadline))) {
+  }
+  int code = WaitExit(pid_, deadline);
+  if (code == -1) {
+    ::kill(pid_, SIGKILL);
+    WaitExit(pid_, Clock::now() + std::chrono::seconds(20));
+  }
+  pid_ = -1;
+  return code;
+}
+
 FerrydProcess::FerrydProcess(std::string data_dir, std::vector<std::string> extra_args,
                              std::string listen)
     : data_dir_(std::move(data_dir)) {

@@ -78,6 +78,35 @@ class FerrydProcess {
   std::string error_;
 };
 
+// A command left running (`ferry watch`), its stdout and stderr collected as it
+// prints. The destructor kills it if it still runs.
+class BackgroundCommand {
+ public:
+  explicit BackgroundCommand(const std::vector<std::string>& argv);
+  ~BackgroundCommand();
+  BackgroundCommand(const BackgroundCommand&) = delete;
+  BackgroundCommand& operator=(const BackgroundCommand&) = delete;
+
+  bool ok() const { return pid_ > 0; }
+  // Reads what it prints until `text` appears in its stdout (or stderr when
+  // `in_stderr`), searching from byte `from`, or until `timeout_ms` passes. Returns
+  // whether it appeared.
+  bool WaitFor(const std::string& text, int timeout_ms, size_t from = 0,
+               bool in_stderr = false);
+  // Sends `sig`, then reads until it exits; its exit code, -1 when it did not exit
+  // within `timeout_ms` (it is then killed) or died of a signal.
+  int Signal(int sig, int timeout_ms);
+  const std::string& out() const { return out_; }
+  const std::string& err() const { return err_; }
+
+ private:
+  // Reads what is there, waiting at most `wait_ms`; false once both pipes are closed.
+  bool ReadSome(int wait_ms);
+  pid_t pid_ = -1;
+  int fds_[2] = {-1, -1};  // stdout, stderr
+  std::string out_, err_;
+};
+
 // The bytes of a file; "" when it cannot be read.
 std::string ReadWholeFile(const std::string& path);
 

@@ -1,17 +1,23 @@
 // ferry: the command-line client. A thin shell over the client library.
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "src/client/collections.h"
 #include "src/client/device.h"
+#include "src/client/watch.h"
 #include "src/connectors/pim/record.h"
 #include "src/core/file_util.h"
 #include "src/core/status_macros.h"
@@ -155,6 +161,22 @@ void PrintProgress(const std::string& name, const ferry::SyncReport& r) {
                Bytes(r.pulled_bytes).c_str());
 }
 
+// The one-line summary of a sync, and what it skipped.
+void PrintReport(const std::string& name, const ferry::SyncReport& report) {
+  std::printf(
+      "%s: pulled %llu items (%s), pushed %llu items (%s), %llu conflicts, at seq "
+      "%llu\n",
+      name.c_str(), static_cast<unsigned long long>(report.pulled_items),
+      Bytes(report.pulled_bytes).c_str(),
+      static_cast<unsigned long long>(report.pushed_items),
+      Bytes(report.pushed_bytes).c_str(),
+      static_cast<unsigned long long>(report.conflicts),
+      static_cast<unsigned long long>(report.head_seq));
+  for (const auto& [what, why] : report.skipped) {
+    std::printf("  skipped %s: %s\n", what.c_str(), why.c_str());
+  }
+}
+
 int RunSync(const std::string& home, const std::string& name, bool allow_mass_delete) {
   auto device = Device::Open(home);
   if (!device.ok()) return Fail(device.status());
@@ -185,21 +207,68 @@ int RunSync(const std::string& home, const std::string& name, bool allow_mass_de
               : kExitError;
       continue;
     }
-    std::printf(
-        "%s: pulled %llu items (%s), pushed %llu items (%s), %llu conflicts, at seq "
-        "%llu\n",
-        local.name.c_str(), static_cast<unsigned long long>(report->pulled_items),
-        Bytes(report->pulled_bytes).c_str(),
-        static_cast<unsigned long long>(report->pushed_items),
-        Bytes(report->pushed_bytes).c_str(),
-        static_cast<unsigned long long>(report->conflicts),
-        static_cast<unsigned long long>(report->head_seq));
-    for (const auto& [what, why] : report->skipped) {
-      std::printf("  skipped %s: %s\n", what.c_str(), why.c_str());
-    }
+    PrintReport(local.name, *report);
     if (report->conflicts > 0 && exit_code == kExitOk) exit_code = kExitConflicts;
   }
   return exit_code;
+}
+
+// `ferry watch`: syncs until SIGINT or SIGTERM (a second one exits at once: a sync
+// interrupted anywhere is finished by the next). Prints a sync's summary when it
+// moved or skipped anything.
+int RunWatch(const std::string& home, const std::string& name, int interval_s) {
+  // Blocked before any thread starts (gRPC's included), so that only the waiting
+  // thread below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  auto device = Device::Open(home);
+  if (!device.ok()) return Fail(device.status());
+  auto selected = Selected(home, name);
+  if (!selected.ok()) return Fail(selected.status());
+  if (selected->empty()) {
+    std::fprintf(stderr, "ferry: nothing to watch: add a collection with `ferry add`\n");
+    return kExitError;
+  }
+  ferry::client::WatchOptions options;
+  options.rescan_interval_ms = int64_t{interval_s} * 1000;
+  options.on_sync = [](const ferry::client::LocalCollection& local,
+                       const absl::StatusOr<ferry::SyncReport>& report) {
+    if (!report.ok()) {
+      std::fprintf(stderr, "ferry: %s: %s\n", local.name.c_str(),
+                   std::string(report.status().message()).c_str());
+    } else if (report->pulled_items + report->pushed_items + report->conflicts > 0 ||
+               !report->skipped.empty()) {
+      PrintReport(local.name, *report);
+    }
+  };
+  options.on_disconnect = [](const absl::Status& status) {
+    std::fprintf(stderr, "ferry: lost the server (%s); reconnecting\n",
+                 std::string(status.message()).c_str());
+  };
+  size_t count = selected->size();
+  ferry::client::Watcher watcher(**device, std::move(*selected), options);
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    for (int received = 0;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0 || done.load()) return;
+      if (++received > 1) std::_Exit(128 + sig);
+      std::fprintf(stderr, "ferry: stopping after the sync in progress\n");
+      watcher.Stop();
+    }
+  });
+  std::fprintf(stderr,
+               "ferry: watching %zu collection%s (rescan every %d s); Ctrl-C stops\n",
+               count, count == 1 ? "" : "s", interval_s);
+  watcher.Run();
+  done.store(true);
+  pthread_kill(waiter.native_handle(), SIGTERM);  // wakes its sigwait
+  waiter.join();
+  return kExitOk;
 }
 
 int RunStatus(const std::string& home, bool json) {
@@ -585,6 +654,19 @@ int main(int argc, char** argv) {
                  "push deletions even when the data is gone, emptied, or more than half "
                  "of it would be deleted");
 
+  std::string watch_name;
+  int watch_interval_s = 60;
+  CLI::App* watch = app.add_subcommand(
+      "watch",
+      "keep syncing every added collection, or NAME, until stopped: at once, when "
+      "another device pushes, and every --interval");
+  watch->add_option("NAME", watch_name, "only this collection");
+  watch
+      ->add_option("--interval", watch_interval_s,
+                   "seconds between rescans of the local data")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+
   bool status_json = false;
   CLI::App* status = app.add_subcommand("status", "what this device syncs, and how far");
   status->add_flag("--json", status_json, "print JSON");
@@ -624,6 +706,7 @@ int main(int argc, char** argv) {
   if (*log) return RunLog(home, log_collection, log_verbose);
   if (*add) return RunAdd(home, add_name, add_kind, add_path);
   if (*sync) return RunSync(home, sync_name, allow_mass_delete);
+  if (*watch) return RunWatch(home, watch_name, watch_interval_s);
   if (*status) return RunStatus(home, status_json);
   if (*conflicts) return RunConflicts(home, conflicts_all);
   if (*resolve) return RunResolve(home, resolve_which, resolve_take);

@@ -1,11 +1,14 @@
 #include "src/client/collections.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <memory>
+#include <utility>
 
 #include "src/connectors/files/files_connector.h"
 #include "src/connectors/pim/record.h"
@@ -73,6 +76,37 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
       StrCat("collection '", local.name, "' holds '", local.kind,
              "', which this version of ferry cannot sync"));
 }
+
+// One sync (or conflict resolution) of a collection at a time on a device: two
+// processes applying and committing against one shadow would each take the other's
+// writes for local edits. An flock of the collection's sync.lock, which goes with the
+// process (kill -9 included).
+class CollectionLock {
+ public:
+  static absl::StatusOr<CollectionLock> Take(const LocalCollection& local) {
+    std::string path =
+        local.state_path.substr(0, local.state_path.rfind('/')) + "/sync.lock";
+    CollectionLock lock(
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (lock.fd_ < 0) return ErrnoStatus(errno, "open", path);
+    if (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) return ErrnoStatus(errno, "flock", path);
+      return absl::UnavailableError(
+          StrCat("another ferry process (`ferry watch` or `ferry sync`) is syncing '",
+                 local.name, "' on this device; try again when it is done"));
+    }
+    return lock;
+  }
+  CollectionLock(CollectionLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  CollectionLock& operator=(CollectionLock&&) = delete;
+  ~CollectionLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit CollectionLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 }  // namespace
 
@@ -161,6 +195,7 @@ absl::StatusOr<LocalCollection> AddCollection(Device& device, const std::string&
 
 absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection& local,
                                           const SyncOptions& options) {
+  FERRY_ASSIGN_OR_RETURN(CollectionLock lock, CollectionLock::Take(local));
   FERRY_ASSIGN_OR_RETURN(CollectionInfo info, device.FindCollection(local.name));
   if (info.collection_id != local.collection_id) {
     return absl::FailedPreconditionError(StrCat(
@@ -200,6 +235,7 @@ absl::StatusOr<std::vector<ConflictView>> ListConflicts(const LocalCollection& l
 
 absl::Status ResolveConflict(Device& device, const LocalCollection& local,
                              int64_t conflict_id, const std::string& take) {
+  FERRY_ASSIGN_OR_RETURN(CollectionLock lock, CollectionLock::Take(local));
   FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
   FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> records,
                          shadow->Conflicts());

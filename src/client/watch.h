@@ -1,0 +1,59 @@
+// Continuous sync (`ferry watch`): a device that stays online keeps its collections in
+// sync by itself. It syncs each collection at once; then whenever ferryd's Watch
+// stream says a collection's head moved past what this device has synced (another
+// device pushed); and every rescan interval, which is how its own local changes are
+// found. A lost connection is retried with growing pauses, and a reconnect syncs
+// everything (heads may have moved while it was away).
+#ifndef FERRY_CLIENT_WATCH_H_
+#define FERRY_CLIENT_WATCH_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "include/ferry/engine.h"
+#include "src/client/collections.h"
+#include "src/client/device.h"
+
+namespace ferry::client {
+
+struct WatchOptions {
+  // Every collection is synced (and so its data rescanned) at least this often.
+  int64_t rescan_interval_ms = 60000;
+  // After a failed sync of a collection, the pause before the next attempt grows
+  // from the first to the last value, doubling (a sync the head moved for waits too).
+  int64_t retry_first_ms = 1000;
+  int64_t retry_max_ms = 60000;
+  // Called on the watching thread after every sync, with its outcome.
+  std::function<void(const LocalCollection&, const absl::StatusOr<SyncReport>&)> on_sync;
+  // Called when the Watch stream ends (the server went away); Run reconnects.
+  std::function<void(const absl::Status&)> on_disconnect;
+};
+
+class Watcher {
+ public:
+  Watcher(Device& device, std::vector<LocalCollection> collections, WatchOptions options);
+  ~Watcher();
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  // Syncs until Stop(); returns after the sync in progress, if any, is done.
+  void Run();
+  // Thread-safe (not async-signal-safe: call it from a thread that waited for the
+  // signal).
+  void Stop();
+
+ private:
+  struct State;
+  void ReadStream();
+  Device& device_;
+  std::vector<LocalCollection> collections_;
+  WatchOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace ferry::client
+
+#endif  // FERRY_CLIENT_WATCH_H_

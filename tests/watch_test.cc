@@ -1,0 +1,166 @@
+// `ferry watch` with real ferry and ferryd processes: device b stays online and
+// follows device a's pushes as they happen, finds its own local changes by rescanning,
+// survives a ferryd restart, and stops cleanly on SIGTERM. One sync of a collection
+// at a time per device: a second process is refused with a clear message.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "src/core/strings.h"
+#include "tests/process.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::BackgroundCommand;
+using testing::CommandResult;
+using testing::FerrydProcess;
+using testing::ReadWholeFile;
+using testing::TempDir;
+
+// Bounds of every wait on the watcher: generous for a loaded CI machine; a pass takes
+// a fraction of a second each.
+constexpr int kWaitMs = 60000;
+
+class WatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_ / "passphrase") << "watching\n";
+    server_ = std::make_unique<FerrydProcess>(dir_ / "server");
+    ASSERT_TRUE(server_->ok()) << server_->error();
+    ASSERT_EQ(Login("a", true), 0);
+    ASSERT_EQ(Login("b", false), 0);
+    fs::create_directories(root_a_);
+    ASSERT_EQ(Ferry("a", {"add", "Docs", "--path", root_a_}).exit_code, 0);
+    ASSERT_EQ(Ferry("b", {"add", "Docs", "--path", root_b_}).exit_code, 0);
+  }
+
+  int Login(const std::string& home, bool create) {
+    CommandResult r = testing::RunFerryLogin(Home(home), server_->address(), "watcher",
+                                             dir_ / "passphrase", create, 120000);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code;
+  }
+  std::string Home(const std::string& device) { return dir_ / StrCat("home-", device); }
+  CommandResult Ferry(const std::string& device, const std::vector<std::string>& args) {
+    return testing::RunFerry(Home(device), args, 120000);
+  }
+  std::unique_ptr<BackgroundCommand> Watch(const std::string& device,
+                                           const std::string& interval_s) {
+    return std::make_unique<BackgroundCommand>(std::vector<std::string>{
+        testing::FerryPath(), "--home", Home(device), "watch", "--interval", interval_s});
+  }
+  // a's sync, which must succeed; the seq it reached.
+  uint64_t SyncA() {
+    CommandResult r = Ferry("a", {"sync"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return testing::ReportedSeq(r.out);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<FerrydProcess> server_;
+  std::string root_a_ = dir_ / "a";
+  std::string root_b_ = dir_ / "b";
+};
+
+TEST_F(WatchTest, FollowsAnotherDevicesPushes) {
+  // An interval of a day: only the server's Watch stream can make b sync.
+  auto watch = Watch("b", "86400");
+  ASSERT_TRUE(watch->ok());
+  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
+
+  std::ofstream(fs::path(root_a_) / "one.txt") << "first\n";
+  uint64_t seq = SyncA();
+  ASSERT_GT(seq, 0u);
+  ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs)) << watch->err();
+  EXPECT_EQ(ReadWholeFile(fs::path(root_b_) / "one.txt"), "first\n");
+
+  // Several pushes in a row; the watcher may take them in one sync or several.
+  for (int i = 0; i < 3; ++i) {
+    std::ofstream(fs::path(root_a_) / StrCat("more-", i, ".txt")) << i << "\n";
+    seq = SyncA();
+  }
+  size_t from = watch->out().size();
+  ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs, from))
+      << watch->out() << watch->err();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ReadWholeFile(fs::path(root_b_) / StrCat("more-", i, ".txt")),
+              StrCat(i, "\n"));
+  }
+  EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
+}
+
+TEST_F(WatchTest, FindsLocalChangesByRescanning) {
+  auto watch = Watch("b", "1");
+  ASSERT_TRUE(watch->ok());
+  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
+  std::ofstream(fs::path(root_b_) / "from-b.txt") << "made on b\n";
+  ASSERT_TRUE(watch->WaitFor("pushed 1 items", kWaitMs)) << watch->err();
+  SyncA();
+  EXPECT_EQ(ReadWholeFile(fs::path(root_a_) / "from-b.txt"), "made on b\n");
+  EXPECT_EQ(watch->Signal(SIGINT, kWaitMs), 0) << watch->err();
+}
+
+TEST_F(WatchTest, ReconnectsAfterTheServerRestarts) {
+  auto watch = Watch("b", "86400");
+  ASSERT_TRUE(watch->ok());
+  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
+  std::ofstream(fs::path(root_a_) / "before.txt") << "before\n";
+  uint64_t seq = SyncA();
+  ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs)) << watch->err();
+
+  std::string address = server_->address();
+  ASSERT_EQ(server_->Stop(), 0);
+  ASSERT_TRUE(watch->WaitFor("lost the server", kWaitMs, 0, true)) << watch->err();
+  server_ = std::make_unique<FerrydProcess>(dir_ / "server", std::vector<std::string>{},
+                                            address);
+  ASSERT_TRUE(server_->ok()) << server_->error();
+
+  std::ofstream(fs::path(root_a_) / "after.txt") << "after\n";
+  seq = SyncA();
+  ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs))
+      << watch->out() << watch->err();
+  EXPECT_EQ(ReadWholeFile(fs::path(root_b_) / "after.txt"), "after\n");
+  EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
+}
+
+TEST_F(WatchTest, OneSyncOfACollectionAtATime) {
+  // What `ferry watch` or another `ferry sync` holds while it syncs: the collection's
+  // sync.lock, here taken by the test.
+  std::string lock_path;
+  for (const auto& entry : fs::directory_iterator(Home("b") + "/collections")) {
+    lock_path = entry.path() / "sync.lock";
+  }
+  ASSERT_FALSE(lock_path.empty());
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  std::ofstream(fs::path(root_b_) / "waiting.txt") << "waits its turn\n";
+  CommandResult refused = Ferry("b", {"sync"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("another ferry process"), std::string::npos) << refused.err;
+  ::close(fd);
+  CommandResult done = Ferry("b", {"sync"});
+  EXPECT_EQ(done.exit_code, 0) << done.err;
+  EXPECT_NE(done.out.find("pushed 1 items"), std::string::npos) << done.out;
+}
+
+TEST_F(WatchTest, StopsOnSignalWhileIdle) {
+  auto watch = Watch("b", "86400");
+  ASSERT_TRUE(watch->ok());
+  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
+  EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
+  EXPECT_NE(watch->err().find("stopping"), std::string::npos) << watch->err();
+}
+
+}  // namespace
+}  // namespace ferry
