@@ -21,15 +21,14 @@
 #include "gtest/gtest.h"
 #include "src/core/strings.h"
 #include "tests/process.h"
+#include "tests/two_devices.h"
 
 namespace ferry {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::CommandResult;
-using testing::FerrydProcess;
 using testing::ReadWholeFile;
-using testing::TempDir;
 
 // Sets or clears the immutable mark of `path`; "" on success, else why not.
 std::string SetImmutable(const fs::path& path, bool on) {
@@ -49,34 +48,11 @@ std::string SetImmutable(const fs::path& path, bool on) {
   return error;
 }
 
-class UnwritableTest : public ::testing::Test {
+class UnwritableTest : public testing::TwoDevicesTest {
  protected:
-  void SetUp() override {
-    std::ofstream(dir_ / "passphrase") << "unwritable\n";
-    server_ = std::make_unique<FerrydProcess>(dir_ / "server");
-    ASSERT_TRUE(server_->ok()) << server_->error();
-    ASSERT_EQ(Login("a", true), 0);
-    ASSERT_EQ(Login("b", false), 0);
-    fs::create_directories(root_a_);
-    ASSERT_EQ(Ferry("a", {"add", "Docs", "--path", root_a_}).exit_code, 0);
-    ASSERT_EQ(Ferry("b", {"add", "Docs", "--path", root_b_}).exit_code, 0);
-  }
-
   // Whatever happens, the marks go: TempDir could not remove the folder otherwise.
   void TearDown() override {
     for (const fs::path& path : marked_) SetImmutable(path, false);
-  }
-
-  int Login(const std::string& home, bool create) {
-    CommandResult r =
-        testing::RunFerryLogin(dir_ / StrCat("home-", home), server_->address(), "locked",
-                               dir_ / "passphrase", create, 120000);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code;
-  }
-
-  CommandResult Ferry(const std::string& home, const std::vector<std::string>& args) {
-    return testing::RunFerry(dir_ / StrCat("home-", home), args, 120000);
   }
 
   static void Write(const fs::path& path, const std::string& data) {
@@ -97,10 +73,6 @@ class UnwritableTest : public ::testing::Test {
     marked_.clear();
   }
 
-  TempDir dir_;
-  fs::path root_a_ = dir_ / "root-a";
-  fs::path root_b_ = dir_ / "root-b";
-  std::unique_ptr<FerrydProcess> server_;
   std::vector<fs::path> marked_;
 };
 

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "src/core/strings.h"
 #include "tests/process.h"
+#include "tests/two_devices.h"
 
 namespace ferry {
 namespace {
@@ -25,39 +26,24 @@ using testing::BackgroundCommand;
 using testing::CommandResult;
 using testing::FerrydProcess;
 using testing::ReadWholeFile;
-using testing::TempDir;
 
 // Bounds of every wait on the watcher: generous for a loaded CI machine; a pass takes
 // a fraction of a second each.
 constexpr int kWaitMs = 60000;
 
-class WatchTest : public ::testing::Test {
+class WatchTest : public testing::TwoDevicesTest {
  protected:
-  void SetUp() override {
-    std::ofstream(dir_ / "passphrase") << "watching\n";
-    server_ = std::make_unique<FerrydProcess>(dir_ / "server");
-    ASSERT_TRUE(server_->ok()) << server_->error();
-    ASSERT_EQ(Login("a", true), 0);
-    ASSERT_EQ(Login("b", false), 0);
-    fs::create_directories(root_a_);
-    ASSERT_EQ(Ferry("a", {"add", "Docs", "--path", root_a_}).exit_code, 0);
-    ASSERT_EQ(Ferry("b", {"add", "Docs", "--path", root_b_}).exit_code, 0);
-  }
-
-  int Login(const std::string& home, bool create) {
-    CommandResult r = testing::RunFerryLogin(Home(home), server_->address(), "watcher",
-                                             dir_ / "passphrase", create, 120000);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code;
-  }
-  std::string Home(const std::string& device) { return dir_ / StrCat("home-", device); }
-  CommandResult Ferry(const std::string& device, const std::vector<std::string>& args) {
-    return testing::RunFerry(Home(device), args, 120000);
-  }
-  std::unique_ptr<BackgroundCommand> Watch(const std::string& device,
-                                           const std::string& interval_s) {
-    return std::make_unique<BackgroundCommand>(std::vector<std::string>{
+  // `ferry watch --interval S` on `device`, once it says it is watching; nullptr (with
+  // the failure recorded) when it does not.
+  std::unique_ptr<BackgroundCommand> StartWatch(const std::string& device,
+                                                const std::string& interval_s) {
+    auto watch = std::make_unique<BackgroundCommand>(std::vector<std::string>{
         testing::FerryPath(), "--home", Home(device), "watch", "--interval", interval_s});
+    if (!watch->ok() || !watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) {
+      ADD_FAILURE() << "ferry watch did not start: " << watch->err();
+      return nullptr;
+    }
+    return watch;
   }
   // a's sync, which must succeed; the seq it reached.
   uint64_t SyncA() {
@@ -65,56 +51,47 @@ class WatchTest : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return testing::ReportedSeq(r.out);
   }
-
-  TempDir dir_;
-  std::unique_ptr<FerrydProcess> server_;
-  std::string root_a_ = dir_ / "a";
-  std::string root_b_ = dir_ / "b";
 };
 
 TEST_F(WatchTest, FollowsAnotherDevicesPushes) {
   // An interval of a day: only the server's Watch stream can make b sync.
-  auto watch = Watch("b", "86400");
-  ASSERT_TRUE(watch->ok());
-  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
+  auto watch = StartWatch("b", "86400");
+  ASSERT_NE(watch, nullptr);
 
-  std::ofstream(fs::path(root_a_) / "one.txt") << "first\n";
+  std::ofstream(root_a_ / "one.txt") << "first\n";
   uint64_t seq = SyncA();
   ASSERT_GT(seq, 0u);
   ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs)) << watch->err();
-  EXPECT_EQ(ReadWholeFile(fs::path(root_b_) / "one.txt"), "first\n");
+  EXPECT_EQ(ReadWholeFile(root_b_ / "one.txt"), "first\n");
 
   // Several pushes in a row; the watcher may take them in one sync or several.
   for (int i = 0; i < 3; ++i) {
-    std::ofstream(fs::path(root_a_) / StrCat("more-", i, ".txt")) << i << "\n";
+    std::ofstream(root_a_ / StrCat("more-", i, ".txt")) << i << "\n";
     seq = SyncA();
   }
   size_t from = watch->out().size();
   ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs, from))
       << watch->out() << watch->err();
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(ReadWholeFile(fs::path(root_b_) / StrCat("more-", i, ".txt")),
-              StrCat(i, "\n"));
+    EXPECT_EQ(ReadWholeFile(root_b_ / StrCat("more-", i, ".txt")), StrCat(i, "\n"));
   }
   EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
 }
 
 TEST_F(WatchTest, FindsLocalChangesByRescanning) {
-  auto watch = Watch("b", "1");
-  ASSERT_TRUE(watch->ok());
-  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
-  std::ofstream(fs::path(root_b_) / "from-b.txt") << "made on b\n";
+  auto watch = StartWatch("b", "1");
+  ASSERT_NE(watch, nullptr);
+  std::ofstream(root_b_ / "from-b.txt") << "made on b\n";
   ASSERT_TRUE(watch->WaitFor("pushed 1 items", kWaitMs)) << watch->err();
   SyncA();
-  EXPECT_EQ(ReadWholeFile(fs::path(root_a_) / "from-b.txt"), "made on b\n");
+  EXPECT_EQ(ReadWholeFile(root_a_ / "from-b.txt"), "made on b\n");
   EXPECT_EQ(watch->Signal(SIGINT, kWaitMs), 0) << watch->err();
 }
 
 TEST_F(WatchTest, ReconnectsAfterTheServerRestarts) {
-  auto watch = Watch("b", "86400");
-  ASSERT_TRUE(watch->ok());
-  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
-  std::ofstream(fs::path(root_a_) / "before.txt") << "before\n";
+  auto watch = StartWatch("b", "86400");
+  ASSERT_NE(watch, nullptr);
+  std::ofstream(root_a_ / "before.txt") << "before\n";
   uint64_t seq = SyncA();
   ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs)) << watch->err();
 
@@ -125,11 +102,11 @@ TEST_F(WatchTest, ReconnectsAfterTheServerRestarts) {
                                             address);
   ASSERT_TRUE(server_->ok()) << server_->error();
 
-  std::ofstream(fs::path(root_a_) / "after.txt") << "after\n";
+  std::ofstream(root_a_ / "after.txt") << "after\n";
   seq = SyncA();
   ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs))
       << watch->out() << watch->err();
-  EXPECT_EQ(ReadWholeFile(fs::path(root_b_) / "after.txt"), "after\n");
+  EXPECT_EQ(ReadWholeFile(root_b_ / "after.txt"), "after\n");
   EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
 }
 
@@ -144,7 +121,7 @@ TEST_F(WatchTest, OneSyncOfACollectionAtATime) {
   int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
-  std::ofstream(fs::path(root_b_) / "waiting.txt") << "waits its turn\n";
+  std::ofstream(root_b_ / "waiting.txt") << "waits its turn\n";
   CommandResult refused = Ferry("b", {"sync"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("another ferry process"), std::string::npos) << refused.err;
@@ -155,9 +132,8 @@ TEST_F(WatchTest, OneSyncOfACollectionAtATime) {
 }
 
 TEST_F(WatchTest, StopsOnSignalWhileIdle) {
-  auto watch = Watch("b", "86400");
-  ASSERT_TRUE(watch->ok());
-  ASSERT_TRUE(watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) << watch->err();
+  auto watch = StartWatch("b", "86400");
+  ASSERT_NE(watch, nullptr);
   EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
   EXPECT_NE(watch->err().find("stopping"), std::string::npos) << watch->err();
 }

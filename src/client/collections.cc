@@ -34,6 +34,11 @@ std::string StatePath(const std::string& home, const std::string& collection_id)
   return StrCat(home, kCollectionsDir, "/", collection_id, "/shadow.db");
 }
 
+// The folder of `local`'s state: its shadow, chunk cache and sync lock.
+std::string StateDir(const LocalCollection& local) {
+  return local.state_path.substr(0, local.state_path.rfind('/'));
+}
+
 absl::StatusOr<std::string> AbsolutePath(const std::string& path) {
   if (!path.empty() && path[0] == '/') return path;
   char cwd[PATH_MAX];
@@ -84,8 +89,7 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
 class CollectionLock {
  public:
   static absl::StatusOr<CollectionLock> Take(const LocalCollection& local) {
-    std::string path =
-        local.state_path.substr(0, local.state_path.rfind('/')) + "/sync.lock";
+    std::string path = StateDir(local) + "/sync.lock";
     CollectionLock lock(
         ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (lock.fd_ < 0) return ErrnoStatus(errno, "open", path);
@@ -202,8 +206,7 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
         "collection '", local.name, "' on the server is not the one this device added"));
   }
   FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
-  std::string cache_path =
-      local.state_path.substr(0, local.state_path.rfind('/')) + "/chunk-cache.db";
+  std::string cache_path = StateDir(local) + "/chunk-cache.db";
   FERRY_ASSIGN_OR_RETURN(auto cache,
                          engine::ChunkCache::Open(cache_path, kChunkCacheBytesMax,
                                                   kChunkCacheWrittenPerSyncMax));

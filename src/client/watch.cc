@@ -12,6 +12,17 @@
 namespace ferry::client {
 
 using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+// The pause after `pause` in a run of failures: the first, then doubling to the last.
+milliseconds NextPause(milliseconds pause, const WatchOptions& options) {
+  if (pause.count() == 0) return milliseconds(options.retry_first_ms);
+  return std::min(pause * 2, milliseconds(options.retry_max_ms));
+}
+
+}  // namespace
 
 struct Watcher::State {
   std::mutex mu;
@@ -43,7 +54,7 @@ void Watcher::Stop() {
 void Watcher::ReadStream() {
   std::vector<std::string> ids;
   for (const LocalCollection& c : collections_) ids.push_back(c.collection_id);
-  auto pause = std::chrono::milliseconds(options_.retry_first_ms);
+  milliseconds pause{0};  // grows while streams end without a word
   bool ended_before = false;
   for (;;) {
     std::unique_ptr<net::WatchStream> stream = device_.client().Watch(ids);
@@ -68,13 +79,12 @@ void Watcher::ReadStream() {
       state_->stream = nullptr;
       if (state_->stop) return;
     }
-    if (heard) pause = std::chrono::milliseconds(options_.retry_first_ms);
     if (options_.on_disconnect) options_.on_disconnect(status);
     ended_before = true;
+    pause = NextPause(heard ? milliseconds(0) : pause, options_);
     std::unique_lock lock(state_->mu);
     // Bounded: the pause, or Stop.
     if (state_->cv.wait_for(lock, pause, [&] { return state_->stop; })) return;
-    pause = std::min(pause * 2, std::chrono::milliseconds(options_.retry_max_ms));
   }
 }
 
@@ -83,10 +93,10 @@ void Watcher::Run() {
     uint64_t synced = 0;  // the head this device has synced to
     bool failed = false;  // the last sync failed: retried at retry_at
     Clock::time_point retry_at;
-    std::chrono::milliseconds pause{0};
+    milliseconds pause{0};
   };
   std::vector<PerCollection> per(collections_.size());
-  const auto interval = std::chrono::milliseconds(options_.rescan_interval_ms);
+  const milliseconds interval(options_.rescan_interval_ms);
   Clock::time_point next_rescan = Clock::now();  // everything syncs at once
   std::thread reader([this] { ReadStream(); });
 
@@ -102,6 +112,7 @@ void Watcher::Run() {
         }
         Clock::time_point now = Clock::now();
         bool rescan = now >= next_rescan;
+        if (rescan) next_rescan = now + interval;
         Clock::time_point wake = next_rescan;
         for (size_t i = 0; i < collections_.size(); ++i) {
           auto head = state_->heads.find(collections_[i].collection_id);
@@ -113,10 +124,9 @@ void Watcher::Run() {
             wake = std::min(wake, per[i].retry_at);
           }
         }
-        if (rescan) next_rescan = now + interval;
         if (!due.empty()) break;
         // Bounded: the next rescan or retry; a head change or Stop wakes it sooner.
-        state_->cv.wait_until(lock, std::min(wake, next_rescan));
+        state_->cv.wait_until(lock, wake);
       }
       if (state_->stop) break;
     }
@@ -132,13 +142,10 @@ void Watcher::Run() {
         p.synced = report->head_seq;
         p.failed = false;
         p.retry_at = Clock::time_point();
-        p.pause = std::chrono::milliseconds(0);
+        p.pause = milliseconds(0);
       } else {
         p.failed = true;
-        p.pause =
-            p.pause.count() == 0
-                ? std::chrono::milliseconds(options_.retry_first_ms)
-                : std::min(p.pause * 2, std::chrono::milliseconds(options_.retry_max_ms));
+        p.pause = NextPause(p.pause, options_);
         p.retry_at = Clock::now() + p.pause;
       }
       if (options_.on_sync) options_.on_sync(collections_[i], report);

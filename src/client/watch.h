@@ -2,8 +2,9 @@
 // sync by itself. It syncs each collection at once; then whenever ferryd's Watch
 // stream says a collection's head moved past what this device has synced (another
 // device pushed); and every rescan interval, which is how its own local changes are
-// found. A lost connection is retried with growing pauses, and a reconnect syncs
-// everything (heads may have moved while it was away).
+// found. A lost connection is retried with growing pauses; a new stream starts with
+// every collection's current head, so what was pushed meanwhile is synced then, and
+// failed syncs are retried at once.
 #ifndef FERRY_CLIENT_WATCH_H_
 #define FERRY_CLIENT_WATCH_H_
 

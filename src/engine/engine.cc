@@ -987,17 +987,14 @@ absl::Status Cycle::Push(std::vector<v1::Op> ops,
   upload.synced = &synced;  // patches splice these: their old chunks are delta bases
   // Each transaction's chunks are uploaded right before it is appended, so that other
   // devices can pull the first transactions of a large push while the rest uploads.
-  std::vector<std::vector<v1::Op>> parts;
   for (size_t next = 0; next < ops.size();) {
-    std::vector<v1::Op>& part = parts.emplace_back();
+    std::vector<v1::Op> part;
     size_t bytes = 0;
     while (next < ops.size() && part.size() < kOpsPerTransactionMax &&
            (part.empty() || bytes < kTransactionBytesTarget)) {
       bytes += ops[next].ByteSizeLong();
       part.push_back(std::move(ops[next++]));
     }
-  }
-  for (std::vector<v1::Op>& part : parts) {
     FERRY_RETURN_IF_ERROR(engine::UploadMissingChunks(upload, part, local));
     v1::Transaction tx;
     tx.set_tx_id(env_->RandomBytes(seal::kTxIdBytes));
