@@ -292,11 +292,11 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
   for (const v1::ChunkRef& ref : refs) ids.push_back(ref.id());
   FERRY_ASSIGN_OR_RETURN(auto sealed,
                          context_.client->GetChunks(context_.collection_id, ids));
-  return Open(refs, sealed, depth);
+  return Open(refs, std::move(sealed), depth);
 }
 
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
-    const std::vector<v1::ChunkRef>& refs, const SealedChunks& sealed, int depth) {
+    const std::vector<v1::ChunkRef>& refs, SealedChunks sealed, int depth) {
   if (sealed.size() != refs.size()) {
     return absl::DataLossError("the store answered for other chunks than asked");
   }
@@ -316,6 +316,7 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
                                 ids[j], sealed[j].second,
                                 base.has_value() ? std::optional<std::string_view>(*base)
                                                  : std::nullopt));
+    std::string().swap(sealed[j].second);
     if (refs[j].size() != 0 && out[j].size() != refs[j].size()) {
       return absl::DataLossError(
           "a downloaded chunk has another size than its reference");
@@ -360,7 +361,7 @@ absl::StatusOr<EngineChunkSource::SealedChunks> EngineChunkSource::FetchSealed(
 absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
                                         SealedChunks sealed) {
   prefetched_.clear();
-  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Open(wanted, sealed, 0));
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Open(wanted, std::move(sealed), 0));
   for (size_t i = 0; i < wanted.size(); ++i)
     prefetched_[wanted[i].id()] = std::move(data[i]);
   return absl::OkStatus();

@@ -66,9 +66,10 @@ class EngineChunkSource final : public ChunkSource {
   absl::Status Install(const std::vector<v1::ChunkRef>& wanted, SealedChunks sealed);
 
  private:
-  // Opens sealed chunks downloaded for `refs` (same order).
+  // Opens `sealed` (the answers for `refs`, in order), freeing each sealed chunk once
+  // it is open, so a batch is never held twice over.
   absl::StatusOr<std::vector<std::string>> Open(const std::vector<v1::ChunkRef>& refs,
-                                                const SealedChunks& sealed, int depth);
+                                                SealedChunks sealed, int depth);
   absl::StatusOr<std::vector<std::string>> Download(const std::vector<v1::ChunkRef>& refs,
                                                     int depth = 0);
   // The plaintext of the base of a delta chunk: local data, the cache, or the store.
