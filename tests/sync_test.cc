@@ -268,6 +268,38 @@ TEST_F(SyncTest, ScatteredEditsTravelAsDeltasWhereverChunkBoundariesMove) {
   }
 }
 
+// The chunk cache keeps block signatures of every chunk a device moves, but plaintext
+// only of edited chunks (those sealed or opened as deltas): caching the plaintext of a
+// large first sync doubled what it wrote (docs/performance.md).
+TEST_F(SyncTest, OnlyEditedChunksAreCachedAsPlaintext) {
+  auto count = [](const TestDevice& d, const char* table) -> int64_t {
+    fs::path cache = fs::path(d.local.state_path).parent_path() / "chunk-cache.db";
+    auto db = sqlite::Database::Open(cache.string());
+    EXPECT_TRUE(db.ok()) << db.status();
+    if (!db.ok()) return -1;
+    auto s = (*db)->Prepare(std::string("SELECT COUNT(*) FROM ") + table);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return -1;
+    auto row = s->Step();
+    return row.ok() && *row ? s->ColumnInt(0) : -1;
+  };
+  std::string data = RandomBytes(1 << 20, 5);
+  WriteFile(a_.root / "big.bin", data);
+  a_.Sync();
+  b_.Sync();
+  EXPECT_EQ(count(a_, "chunks"), 0);
+  EXPECT_EQ(count(b_, "chunks"), 0);
+  EXPECT_GT(count(a_, "signatures"), 0);
+  EXPECT_GT(count(b_, "signatures"), 0);
+  data.replace(1 << 19, 20, "twenty edited bytes!");
+  WriteFile(a_.root / "big.bin", data);
+  a_.Sync();
+  b_.Sync();
+  EXPECT_GT(count(a_, "chunks"), 0);
+  EXPECT_GT(count(b_, "chunks"), 0);
+  EXPECT_EQ(ReadFile(b_.root / "big.bin"), data);
+}
+
 // Files synced long ago, edited in place: their old chunks are gone from the device
 // (the file was overwritten) and from its plaintext cache (evicted), but the block
 // signatures kept when they were synced still make each edit a block delta.

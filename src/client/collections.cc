@@ -24,10 +24,10 @@ namespace {
 
 constexpr char kCollectionsDir[] = "/collections";
 constexpr size_t kLocalCollectionsMax = 10000;
-// Plaintext of recent chunks kept per collection, for sending edits as deltas.
+// Plaintext of recently edited chunks kept per collection, for sending edits as deltas.
 constexpr uint64_t kChunkCacheBytesMax = 256u << 20;
-// What one sync adds to it: small edits are what deltas are for, and a large initial
-// sync should not write all of its data twice.
+// What one sync adds to it: small edits are what deltas are for, and a sync that
+// rewrites many large files should not write all of their data twice.
 constexpr uint64_t kChunkCacheWrittenPerSyncMax = 64u << 20;
 
 std::string StatePath(const std::string& home, const std::string& collection_id) {

@@ -1,8 +1,9 @@
-// The plaintext of recently synced chunks, kept on the device so that an edited chunk
-// can be sent as a delta against the chunk it replaces (seal::SealChunkDelta), and a
-// delta can be opened when its base is no longer in any local file; and the block
-// signatures of many more (seal::ContentHasher::BlockSignatures, 2.3% of a chunk's
-// size), for a block delta (seal::SealChunkBlockDelta) when the plaintext is gone.
+// The plaintext of recently edited chunks, kept on the device so that a chunk edited
+// again can be sent as a delta against the chunk it replaces (seal::SealChunkDelta),
+// and a delta can be opened when its base is no longer in any local file; and the
+// block signatures of every chunk synced (seal::ContentHasher::BlockSignatures, 2.3%
+// of a chunk's size), for a block delta (seal::SealChunkBlockDelta) when the plaintext
+// is gone. Which chunks go in is the engine's choice (engine/transfer.cc).
 // One SQLite file, each part bounded in bytes; the least recently used go first. It is
 // a cache: losing it costs bandwidth, never data, so it is written without fsync.
 //

@@ -104,7 +104,8 @@ std::map<std::string, std::string> DeltaBases(const ItemMap& synced,
 namespace {
 
 // Seals a chunk for upload: as a delta when its base is in the cache and that is
-// smaller, else whole. Every uploaded chunk goes into the cache for the next edit.
+// smaller, else whole. Every uploaded chunk's signatures go into the cache for its next
+// edit, and the plaintext of an edited one (one with a base).
 absl::StatusOr<seal::SealedChunk> SealForUpload(
     const TransferContext& c, const std::map<std::string, std::string>& delta_base,
     const std::string& id, std::string_view plain) {
@@ -125,8 +126,8 @@ absl::StatusOr<seal::SealedChunk> SealForUpload(
   }
   if (!sealed.ok()) sealed = seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain);
   if (sealed.ok() && c.cache != nullptr) {
-    // Best effort, as in Download.
-    (void)c.cache->Put(sealed->id, plain);
+    // Best effort, as in Open; and as there, plaintext only for an edited chunk.
+    if (base != delta_base.end()) (void)c.cache->Put(sealed->id, plain);
     (void)c.cache->PutSignatures(sealed->id, c.hasher->BlockSignatures(plain));
   }
   return sealed;
@@ -323,7 +324,10 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
     }
     if (context_.cache != nullptr) {
       // Best effort: a chunk missing from the cache costs bandwidth later, nothing else.
-      (void)context_.cache->Put(ids[j], out[j]);
+      // Signatures of every chunk, which give a block delta for its next edit; the
+      // plaintext (a smaller delta) only of an edited chunk, which is likely to be
+      // edited again: caching all of a large sync's chunks doubled its writes.
+      if (base_id.has_value()) (void)context_.cache->Put(ids[j], out[j]);
       (void)context_.cache->PutSignatures(ids[j],
                                           context_.hasher->BlockSignatures(out[j]));
     }
@@ -361,7 +365,8 @@ absl::StatusOr<EngineChunkSource::SealedChunks> EngineChunkSource::FetchSealed(
 absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
                                         SealedChunks sealed) {
   prefetched_.clear();
-  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, Open(wanted, std::move(sealed), 0));
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data,
+                         Open(wanted, std::move(sealed), 0));
   for (size_t i = 0; i < wanted.size(); ++i)
     prefetched_[wanted[i].id()] = std::move(data[i]);
   return absl::OkStatus();
