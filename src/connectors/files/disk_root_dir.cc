@@ -170,16 +170,18 @@ absl::Status OpenDirError(int error, int dirfd, const std::string& name,
 }
 
 // Opens directory `name` in `dirfd` without following a symbolic link; creates it
-// (0755) first when missing and `create`. `shown` is its relative path, on the way to
-// `rel`; both name it in errors.
+// (0755) first when missing and `create`, then fsyncs `dirfd` when `sync`. `shown` is
+// its relative path, on the way to `rel`; both name it in errors.
 absl::StatusOr<Fd> OpenChildDir(int dirfd, const std::string& name, bool create,
-                                std::string_view shown, std::string_view rel) {
+                                bool sync, std::string_view shown, std::string_view rel) {
   Fd fd(::openat(dirfd, name.c_str(), kDirFlags));
   if (fd.get() < 0 && errno == ENOENT && create) {
     if (::mkdirat(dirfd, name.c_str(), 0755) != 0 && errno != EEXIST) {
       return FsError(errno, "create directory", shown);
     }
-    if (::fsync(dirfd) != 0) return ErrnoStatus(errno, "fsync directory of", shown);
+    if (sync && ::fsync(dirfd) != 0) {
+      return ErrnoStatus(errno, "fsync directory of", shown);
+    }
     fd.Reset(::openat(dirfd, name.c_str(), kDirFlags));
   }
   if (fd.get() < 0) return OpenDirError(errno, dirfd, name, shown, rel);
@@ -188,9 +190,11 @@ absl::StatusOr<Fd> OpenChildDir(int dirfd, const std::string& name, bool create,
 
 // Opens the directory that holds the last component of the valid path `rel`, walking
 // from `root_fd` one component at a time; missing directories are created if
-// `create`. NOT_FOUND when one is missing, FAILED_PRECONDITION when one is not a
-// directory (or is a symbolic link).
-absl::StatusOr<Parent> OpenParent(int root_fd, std::string_view rel, bool create) {
+// `create`, each made durable at once unless `sync` is false (the caller then calls
+// syncfs before relying on them). NOT_FOUND when one is missing, FAILED_PRECONDITION
+// when one is not a directory (or is a symbolic link).
+absl::StatusOr<Parent> OpenParent(int root_fd, std::string_view rel, bool create,
+                                  bool sync = true) {
   Parent parent;
   parent.fd = root_fd;
   size_t start = 0;
@@ -198,7 +202,7 @@ absl::StatusOr<Parent> OpenParent(int root_fd, std::string_view rel, bool create
        slash = rel.find('/', start)) {
     std::string name(rel.substr(start, slash - start));
     FERRY_ASSIGN_OR_RETURN(
-        Fd next, OpenChildDir(parent.fd, name, create, rel.substr(0, slash), rel));
+        Fd next, OpenChildDir(parent.fd, name, create, sync, rel.substr(0, slash), rel));
     parent.owned = std::move(next);
     parent.fd = parent.owned.get();
     start = slash + 1;
@@ -705,7 +709,7 @@ static absl::Status WriteTempEntry(int root_fd, std::string_view rel,
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
   FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
   FERRY_RETURN_IF_ERROR(ValidateMode(mode));
-  FERRY_ASSIGN_OR_RETURN(*parent, OpenParent(root_fd, rel, /*create=*/true));
+  FERRY_ASSIGN_OR_RETURN(*parent, OpenParent(root_fd, rel, /*create=*/true, sync));
   FERRY_RETURN_IF_ERROR(CheckTarget(*parent, rel, expect));  // before writing anything
   Fd fd;
   const int dir = parent->fd;
@@ -782,9 +786,18 @@ absl::Status DiskRootDir::ReplaceSymlink(std::string_view rel, std::string_view 
 }
 
 absl::Status DiskRootDir::MakeDir(std::string_view rel, uint32_t mode) const {
+  return MakeDirImpl(rel, mode, /*sync=*/true);
+}
+
+absl::Status DiskRootDir::MakeDirUnsynced(std::string_view rel, uint32_t mode) const {
+  return MakeDirImpl(rel, mode, /*sync=*/false);
+}
+
+absl::Status DiskRootDir::MakeDirImpl(std::string_view rel, uint32_t mode,
+                                      bool sync) const {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
   FERRY_RETURN_IF_ERROR(ValidateMode(mode));
-  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true, sync));
   if (::mkdirat(parent.fd, parent.leaf.c_str(), 0700) != 0 && errno != EEXIST) {
     return FsError(errno, "create directory", rel);
   }
@@ -797,7 +810,7 @@ absl::Status DiskRootDir::MakeDir(std::string_view rel, uint32_t mode) const {
     return FsError(errno, "open directory", rel);
   }
   if (::fchmod(dir.get(), mode & 0777) != 0) return ErrnoStatus(errno, "chmod", rel);
-  return SyncDirFd(parent.fd, parent.dir);
+  return sync ? SyncDirFd(parent.fd, parent.dir) : absl::OkStatus();
 }
 
 absl::Status DiskRootDir::Remove(std::string_view rel, const Expect& expect) const {

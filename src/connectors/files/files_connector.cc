@@ -481,6 +481,14 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
                                                   const std::string& expected_stamp,
                                                   const v1::Item* after,
                                                   ChunkSource* chunks) {
+  return ApplyOne(id, expected_stamp, after, chunks, /*sync_dirs=*/true);
+}
+
+absl::StatusOr<std::string> FilesConnector::ApplyOne(const std::string& id,
+                                                     const std::string& expected_stamp,
+                                                     const v1::Item* after,
+                                                     ChunkSource* chunks,
+                                                     bool sync_dirs) {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(id));
   FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
   RootDir::Expect expect = ExpectFromStamp(expected_stamp);
@@ -504,7 +512,9 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
     expect.must_be_absent = true;
   }
   if (type == "dir") {
-    FERRY_RETURN_IF_ERROR(root->MakeDir(id, ModeOf(*after, 0755)));
+    const uint32_t mode = ModeOf(*after, 0755);
+    FERRY_RETURN_IF_ERROR(sync_dirs ? root->MakeDir(id, mode)
+                                    : root->MakeDirUnsynced(id, mode));
   } else if (type == "symlink") {
     FERRY_RETURN_IF_ERROR(
         root->ReplaceSymlink(id, engine::BytesField(*after, kTarget), expect));
@@ -527,7 +537,8 @@ absl::StatusOr<std::string> FilesConnector::Apply(const std::string& id,
 }
 
 // Files are written in two phases so the batch costs two flushes (see
-// RootDir::WriteTemp); everything else is applied in order as it comes.
+// RootDir::WriteTemp); everything else is applied in order as it comes, directories
+// made durable by the batch's first flush.
 std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     const std::vector<ApplyRequest>& requests, ChunkSource* chunks) {
   std::vector<absl::StatusOr<std::string>> results(requests.size(),
@@ -536,12 +547,16 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
   if (!root.ok())
     return std::vector<absl::StatusOr<std::string>>(requests.size(), root.status());
   std::vector<std::pair<size_t, std::unique_ptr<RootDir::PendingFile>>> pending;
+  std::vector<size_t> unsynced_dirs;  // made, not yet flushed
   for (size_t i = 0; i < requests.size(); ++i) {
     const ApplyRequest& r = requests[i];
-    bool is_file = r.after != nullptr && engine::BytesField(*r.after, kType) == "file";
+    const std::string type =
+        r.after != nullptr ? engine::BytesField(*r.after, kType) : std::string();
     std::optional<FileStat> was = DecodeStamp(r.expected_stamp);
-    if (!is_file || (was.has_value() && was->type == FileStat::kDir)) {
-      results[i] = Apply(r.id, r.expected_stamp, r.after, chunks);
+    if (type != "file" || (was.has_value() && was->type == FileStat::kDir)) {
+      results[i] = ApplyOne(r.id, r.expected_stamp, r.after, chunks,
+                            /*sync_dirs=*/type != "dir");
+      if (type == "dir" && results[i].ok()) unsynced_dirs.push_back(i);
       continue;
     }
     absl::Status valid = ValidateRelativePath(r.id);
@@ -566,8 +581,12 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     }
     pending.emplace_back(i, *std::move(written));
   }
-  if (pending.empty()) return results;
+  if (pending.empty() && unsynced_dirs.empty()) return results;
   absl::Status synced = (*root)->SyncAll();
+  if (!synced.ok()) {
+    for (size_t i : unsynced_dirs) results[i] = synced;
+  }
+  if (pending.empty()) return results;
   for (auto& [i, file] : pending) {
     const ApplyRequest& r = requests[i];
     if (!synced.ok()) {

@@ -73,6 +73,11 @@ class FilesConnector final : public Connector {
   int64_t EditTimeMs(const v1::Item& item) override;
 
  private:
+  // Apply, flushing a directory it creates only when `sync_dirs` (a batch syncs all).
+  absl::StatusOr<std::string> ApplyOne(const std::string& id,
+                                       const std::string& expected_stamp,
+                                       const v1::Item* after, ChunkSource* chunks,
+                                       bool sync_dirs);
   // What one walk of the folder saw, in walk order.
   struct Listing {
     bool present = false;  // the folder could be opened

@@ -190,7 +190,12 @@ class MemRootDir final : public RootDir {
                            int64_t mtime_ns, const Expect& expect) const override;
   absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
                               const Expect& expect) const override;
-  absl::Status MakeDir(std::string_view rel, uint32_t mode) const override;
+  absl::Status MakeDir(std::string_view rel, uint32_t mode) const override {
+    return MakeDirImpl(rel, mode, /*sync=*/true);
+  }
+  absl::Status MakeDirUnsynced(std::string_view rel, uint32_t mode) const override {
+    return MakeDirImpl(rel, mode, /*sync=*/false);
+  }
   absl::Status Remove(std::string_view rel, const Expect& expect) const override;
   absl::Status Rename(std::string_view from, std::string_view to,
                       const Expect& from_expect, const Expect& to_expect) const override;
@@ -216,9 +221,12 @@ class MemRootDir final : public RootDir {
 
  private:
   // As the disk's OpenParent: walks `rel` without following links, creating missing
-  // directories (0755, made durable in their parent) when `create`. NOT_FOUND when one
-  // is missing, FAILED_PRECONDITION when one is not a directory. REQUIRES: mu_ held.
-  absl::StatusOr<MemParent> Parent(std::string_view rel, bool create) const;
+  // directories (0755, made durable in their parent unless `sync` is false) when
+  // `create`. NOT_FOUND when one is missing, FAILED_PRECONDITION when one is not a
+  // directory. REQUIRES: mu_ held.
+  absl::StatusOr<MemParent> Parent(std::string_view rel, bool create,
+                                   bool sync = true) const;
+  absl::Status MakeDirImpl(std::string_view rel, uint32_t mode, bool sync) const;
   // The target must not be a directory and `expect` must hold. REQUIRES: mu_ held.
   absl::Status CheckTarget(const MemParent& parent, std::string_view rel,
                            const Expect& expect) const;
@@ -313,7 +321,8 @@ void MemRootDir::DropTemp(const Temp& temp) const {
   }
 }
 
-absl::StatusOr<MemParent> MemRootDir::Parent(std::string_view rel, bool create) const {
+absl::StatusOr<MemParent> MemRootDir::Parent(std::string_view rel, bool create,
+                                             bool sync) const {
   MemParent parent;
   parent.dir = node_;
   size_t start = 0;
@@ -331,8 +340,10 @@ absl::StatusOr<MemParent> MemRootDir::Parent(std::string_view rel, bool create) 
       next = fs_->NewNode(FileStat::kDir, 0755);
       parent.dir->entries[name] = next;
       fs_->EntriesChanged(*parent.dir);
-      FERRY_RETURN_IF_ERROR(
-          SyncDir(*parent.dir, rel.substr(0, start == 0 ? 0 : start - 1)));
+      if (sync) {
+        FERRY_RETURN_IF_ERROR(
+            SyncDir(*parent.dir, rel.substr(0, start == 0 ? 0 : start - 1)));
+      }
     }
     if (next == nullptr) {
       return absl::NotFoundError(
@@ -545,7 +556,7 @@ absl::StatusOr<std::unique_ptr<MemRootDir::Temp>> MemRootDir::WriteTempFile(
   {
     Lock lock(fs_->mu_);
     FERRY_RETURN_IF_ERROR(CheckAlive());
-    FERRY_ASSIGN_OR_RETURN(temp->parent, Parent(rel, /*create=*/true));
+    FERRY_ASSIGN_OR_RETURN(temp->parent, Parent(rel, /*create=*/true, sync));
     FERRY_RETURN_IF_ERROR(CheckTarget(temp->parent, rel, expect));  // before writing
     MemFileSystem::Node& dir = *temp->parent.dir;
     if (dir.detached) {
@@ -607,8 +618,8 @@ absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> MemRootDir::WriteTemp(
       std::make_unique<MemPendingFile>(this, std::string(rel), std::move(temp)));
 }
 
-absl::StatusOr<std::optional<FileStat>> MemRootDir::CommitTemp(PendingFile& base,
-                                                               const Expect& expect) const {
+absl::StatusOr<std::optional<FileStat>> MemRootDir::CommitTemp(
+    PendingFile& base, const Expect& expect) const {
   FERRY_RETURN_IF_ERROR(RenameTemp(base, expect));
   // As a Stat of the path (with its injected faults): the simulation's faults stay
   // where they were when the caller asked for the stat itself.
@@ -664,12 +675,13 @@ absl::Status MemRootDir::ReplaceSymlink(std::string_view rel, std::string_view t
   return SyncDir(*parent.dir, parent.dir_rel);
 }
 
-absl::Status MemRootDir::MakeDir(std::string_view rel, uint32_t mode) const {
+absl::Status MemRootDir::MakeDirImpl(std::string_view rel, uint32_t mode,
+                                     bool sync) const {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
   FERRY_RETURN_IF_ERROR(ValidateMode(mode));
   Lock lock(fs_->mu_);
   FERRY_RETURN_IF_ERROR(CheckAlive());
-  FERRY_ASSIGN_OR_RETURN(MemParent parent, Parent(rel, /*create=*/true));
+  FERRY_ASSIGN_OR_RETURN(MemParent parent, Parent(rel, /*create=*/true, sync));
   NodePtr dir = parent.dir->Find(parent.leaf);
   if (dir == nullptr) {
     if (parent.dir->detached) {
@@ -686,7 +698,7 @@ absl::Status MemRootDir::MakeDir(std::string_view rel, uint32_t mode) const {
   }
   dir->mode = mode & 0777;
   fs_->Touch(*dir);
-  return SyncDir(*parent.dir, parent.dir_rel);
+  return sync ? SyncDir(*parent.dir, parent.dir_rel) : absl::OkStatus();
 }
 
 absl::Status MemRootDir::Remove(std::string_view rel, const Expect& expect) const {

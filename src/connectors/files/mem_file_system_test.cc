@@ -196,6 +196,29 @@ TEST_F(MemFileSystemTest, CrashDuringABatchLeavesEachTargetOldOrNew) {
   EXPECT_EQ(Read("/r/a"), "newer a");
 }
 
+TEST_F(MemFileSystemTest, UnsyncedDirectoriesAreDurableOnlyAfterSyncAll) {
+  ASSERT_TRUE(root_->MakeDirUnsynced("made/deep", 0700).ok());
+  auto pending = WriteTemp("parents/of/temp", "x");
+  ASSERT_TRUE(pending.ok());
+  pending->reset();
+  EXPECT_THAT(Names("/r"), ElementsAre("made", "parents"));
+  fs_.Crash();  // no flush: neither the directories nor their parents were durable
+  EXPECT_THAT(Names("/r"), IsEmpty());
+
+  Reopen();
+  ASSERT_TRUE(root_->MakeDirUnsynced("made/deep", 0700).ok());
+  auto again = WriteTemp("parents/of/temp", "x");
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(root_->SyncAll().ok());
+  again->reset();
+  ASSERT_TRUE(root_->SyncAll().ok());
+  fs_.Crash();
+  EXPECT_THAT(Names("/r"), ElementsAre("made", "parents"));
+  EXPECT_THAT(Names("/r/made"), ElementsAre("deep"));
+  EXPECT_EQ((**fs_.Stat("/r/made/deep")).mode, 0700u);
+  EXPECT_THAT(Names("/r/parents"), ElementsAre("of"));
+}
+
 TEST_F(MemFileSystemTest, FailedDirectorySyncLeavesTheRenameDoneButNotDurable) {
   ASSERT_TRUE(Write("f", "old").ok());
   // The file's fsync passes; the directory's, after the rename, fails.

@@ -192,6 +192,9 @@ class RootDir {
   // sets its permission bits to `mode & 0777` (also when it already existed).
   // FAILED_PRECONDITION when `rel` or a parent exists and is not a directory.
   virtual absl::Status MakeDir(std::string_view rel, uint32_t mode) const = 0;
+  // MakeDir without flushing, for batches: the directories it creates are durable once
+  // SyncAll returns.
+  virtual absl::Status MakeDirUnsynced(std::string_view rel, uint32_t mode) const = 0;
 
   // Removes the file, symbolic link or empty directory `rel` after checking `expect`
   // (ABORTED when it does not hold; a change in the short time between the check and
@@ -213,13 +216,13 @@ class RootDir {
   static bool IsTempName(std::string_view name);
 
   // Two-phase writes, for batches. WriteTemp writes the new contents of `rel` into a
-  // temporary file beside it (checking `expect` first, as ReplaceFile does), without
-  // flushing; SyncAll makes every such file durable at once; CommitTemp then checks
-  // `expect` again and renames the file into place. A second SyncAll makes the renames
-  // durable. A batch of files costs two flushes instead of two per file, and a crash
-  // at any point leaves each target either as it was or complete. A PendingFile
-  // destroyed before CommitTemp removes its temporary file. A PendingFile is used with
-  // the RootDir that made it, and does not outlive it.
+  // temporary file beside it (checking `expect` first, as ReplaceFile does, and
+  // creating missing parents), without flushing; SyncAll makes every such file durable at
+  // once; CommitTemp then checks `expect` again and renames the file into place. A second
+  // SyncAll makes the renames durable. A batch of files costs two flushes instead of two
+  // per file, and a crash at any point leaves each target either as it was or complete. A
+  // PendingFile destroyed before CommitTemp removes its temporary file. A PendingFile is
+  // used with the RootDir that made it, and does not outlive it.
   class PendingFile {
    public:
     virtual ~PendingFile() = default;
@@ -243,8 +246,8 @@ class RootDir {
   // something removed it already), taken through the directory the file was written
   // in rather than by walking the path again.
   // REQUIRES: pending.owner() == this.
-  virtual absl::StatusOr<std::optional<FileStat>> CommitTemp(PendingFile& pending,
-                                                             const Expect& expect) const = 0;
+  virtual absl::StatusOr<std::optional<FileStat>> CommitTemp(
+      PendingFile& pending, const Expect& expect) const = 0;
   virtual absl::Status SyncAll() const = 0;
 };
 

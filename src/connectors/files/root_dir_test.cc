@@ -643,6 +643,13 @@ TEST_P(RootDirTest, MakeDir) {
   ASSERT_TRUE(Write("f", "x").ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(root_->MakeDir("f", 0755)));
   EXPECT_TRUE(absl::IsInvalidArgument(root_->MakeDir("g", 040755)));
+  // Unsynced (for batches): the same checks and result, durable after SyncAll.
+  ASSERT_TRUE(root_->MakeDirUnsynced("u/v", 0700).ok());
+  EXPECT_EQ(MustStat("u/v").mode, 0700u);
+  EXPECT_EQ(MustStat("u").mode, 0755u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(root_->MakeDirUnsynced("f/g", 0755)));
+  EXPECT_TRUE(absl::IsInvalidArgument(root_->MakeDirUnsynced("../g", 0755)));
+  EXPECT_TRUE(root_->SyncAll().ok());
 }
 
 TEST_P(RootDirTest, RemoveFileLinkAndEmptyDir) {
