@@ -682,8 +682,9 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     return absl::OkStatus();
   };
   // Runs of writes go to the connector as batches (one flush per batch), with their
-  // chunks downloaded ahead in few large requests: the next batch's download runs on
-  // another thread while this batch is written. Moves and deletes go one by one.
+  // chunks downloaded ahead in few large requests: the next batch's download, and the
+  // opening of its chunks, run on another thread while this batch is written. Moves and
+  // deletes go one by one.
   struct Batch {
     size_t start = 0, end = 0;
     std::vector<v1::ChunkRef> refs;
@@ -711,14 +712,14 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     i = batch.end;
     batches.push_back(std::move(batch));
   }
-  using Sealed = engine::EngineChunkSource::SealedChunks;
+  using Fetched = engine::EngineChunkSource::Fetched;
   auto fetch = [this](std::vector<v1::ChunkRef> wanted) {
     return std::async(std::launch::async, [this, wanted = std::move(wanted)] {
-      return engine::EngineChunkSource::FetchSealed(transfer_, wanted);
+      return engine::EngineChunkSource::FetchAhead(transfer_, wanted);
     });
   };
   std::vector<v1::ChunkRef> next_wanted;
-  std::future<absl::StatusOr<Sealed>> next;
+  std::future<absl::StatusOr<Fetched>> next;
   if (!batches.empty()) {
     next_wanted = chunks.Wanted(batches[0].refs);
     next = fetch(next_wanted);
@@ -731,14 +732,14 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
     }
     if (b == batches.size()) break;
     const Batch& batch = batches[b];
-    absl::StatusOr<Sealed> sealed = next.get();
+    absl::StatusOr<Fetched> fetched = next.get();
     std::vector<v1::ChunkRef> wanted = std::move(next_wanted);
     if (b + 1 < batches.size()) {
       next_wanted = chunks.Wanted(batches[b + 1].refs);
       next = fetch(next_wanted);
     }
-    FERRY_RETURN_IF_ERROR(sealed.status());
-    FERRY_RETURN_IF_ERROR(chunks.Install(wanted, *std::move(sealed)));
+    FERRY_RETURN_IF_ERROR(fetched.status());
+    FERRY_RETURN_IF_ERROR(chunks.Install(wanted, *std::move(fetched)));
     std::vector<Connector::ApplyRequest> requests;
     for (size_t i = batch.start; i < batch.end; ++i) {
       const LocalAction& w = plan.actions[i];

@@ -1,6 +1,7 @@
 #include "src/engine/transfer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -296,14 +297,31 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Download(
   return Open(refs, std::move(sealed), depth);
 }
 
+absl::StatusOr<std::string> EngineChunkSource::OpenOne(
+    const TransferContext& context, const v1::ChunkRef& ref, std::string_view sealed,
+    std::optional<std::string_view> base) {
+  FERRY_ASSIGN_OR_RETURN(std::string plain,
+                         seal::OpenChunk(*context.key, *context.hasher,
+                                         context.collection_id, ref.id(), sealed, base));
+  if (ref.size() != 0 && plain.size() != ref.size()) {
+    return absl::DataLossError("a downloaded chunk has another size than its reference");
+  }
+  if (context.cache != nullptr) {
+    // Best effort: a chunk missing from the cache costs bandwidth later, nothing else.
+    // Signatures of every chunk, which give a block delta for its next edit; the
+    // plaintext (a smaller delta) only of an edited chunk, which is likely to be
+    // edited again: caching all of a large sync's chunks doubled its writes.
+    if (base.has_value()) (void)context.cache->Put(ref.id(), plain);
+    (void)context.cache->PutSignatures(ref.id(), context.hasher->BlockSignatures(plain));
+  }
+  return plain;
+}
+
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
     const std::vector<v1::ChunkRef>& refs, SealedChunks sealed, int depth) {
   if (sealed.size() != refs.size()) {
     return absl::DataLossError("the store answered for other chunks than asked");
   }
-  std::vector<std::string> ids;
-  ids.reserve(refs.size());
-  for (const v1::ChunkRef& ref : refs) ids.push_back(ref.id());
   std::vector<std::string> out(refs.size());
   for (size_t j = 0; j < sealed.size(); ++j) {
     context_.report->pulled_bytes += sealed[j].second.size();
@@ -312,25 +330,8 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
     if (base_id.has_value()) {
       FERRY_ASSIGN_OR_RETURN(base, ResolveBase(*base_id, depth));
     }
-    FERRY_ASSIGN_OR_RETURN(
-        out[j], seal::OpenChunk(*context_.key, *context_.hasher, context_.collection_id,
-                                ids[j], sealed[j].second,
-                                base.has_value() ? std::optional<std::string_view>(*base)
-                                                 : std::nullopt));
+    FERRY_ASSIGN_OR_RETURN(out[j], OpenOne(context_, refs[j], sealed[j].second, base));
     std::string().swap(sealed[j].second);
-    if (refs[j].size() != 0 && out[j].size() != refs[j].size()) {
-      return absl::DataLossError(
-          "a downloaded chunk has another size than its reference");
-    }
-    if (context_.cache != nullptr) {
-      // Best effort: a chunk missing from the cache costs bandwidth later, nothing else.
-      // Signatures of every chunk, which give a block delta for its next edit; the
-      // plaintext (a smaller delta) only of an edited chunk, which is likely to be
-      // edited again: caching all of a large sync's chunks doubled its writes.
-      if (base_id.has_value()) (void)context_.cache->Put(ids[j], out[j]);
-      (void)context_.cache->PutSignatures(ids[j],
-                                          context_.hasher->BlockSignatures(out[j]));
-    }
   }
   context_.report->downloaded_chunks += sealed.size();
   return out;
@@ -347,35 +348,59 @@ std::vector<v1::ChunkRef> EngineChunkSource::Wanted(
   return wanted;
 }
 
-absl::StatusOr<EngineChunkSource::SealedChunks> EngineChunkSource::FetchSealed(
+absl::StatusOr<EngineChunkSource::Fetched> EngineChunkSource::FetchAhead(
     const TransferContext& context, const std::vector<v1::ChunkRef>& wanted) {
-  SealedChunks out;
-  out.reserve(wanted.size());
+  Fetched out;
+  out.chunks.reserve(wanted.size());
   for (size_t start = 0; start < wanted.size(); start += kChunkIdsPerRequestMax) {
     size_t end = std::min(wanted.size(), start + kChunkIdsPerRequestMax);
     std::vector<std::string> ids;
     for (size_t i = start; i < end; ++i) ids.push_back(wanted[i].id());
     FERRY_ASSIGN_OR_RETURN(SealedChunks part,
                            context.client->GetChunks(context.collection_id, ids));
-    for (auto& chunk : part) out.push_back(std::move(chunk));
+    if (part.size() != ids.size()) {
+      return absl::DataLossError("the store answered for other chunks than asked");
+    }
+    for (auto& chunk : part) out.chunks.push_back(std::move(chunk));
+  }
+  out.opened.assign(out.chunks.size(), false);
+  for (size_t i = 0; i < out.chunks.size(); ++i) {
+    std::string& data = out.chunks[i].second;
+    out.sealed_bytes += data.size();
+    if (seal::ChunkDeltaBase(data).has_value()) continue;  // opened by Install
+    FERRY_ASSIGN_OR_RETURN(std::string plain, OpenOne(context, wanted[i], data, {}));
+    data = std::move(plain);
+    out.opened[i] = true;
   }
   return out;
 }
 
 absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
-                                        SealedChunks sealed) {
+                                        Fetched fetched) {
   prefetched_.clear();
-  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data,
-                         Open(wanted, std::move(sealed), 0));
-  for (size_t i = 0; i < wanted.size(); ++i)
-    prefetched_[wanted[i].id()] = std::move(data[i]);
+  if (fetched.chunks.size() != wanted.size()) {
+    return absl::DataLossError("the store answered for other chunks than asked");
+  }
+  context_.report->pulled_bytes += fetched.sealed_bytes;
+  context_.report->downloaded_chunks += fetched.chunks.size();
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    std::string& data = fetched.chunks[i].second;
+    if (!fetched.opened[i]) {
+      std::optional<std::string> base_id = seal::ChunkDeltaBase(data);
+      assert(base_id.has_value());  // FetchAhead opened all others
+      FERRY_ASSIGN_OR_RETURN(std::string base, ResolveBase(*base_id, 0));
+      FERRY_ASSIGN_OR_RETURN(std::string plain, OpenOne(context_, wanted[i], data, base));
+      data = std::move(plain);
+    }
+    prefetched_[wanted[i].id()] = std::move(data);
+  }
   return absl::OkStatus();
 }
 
 absl::Status EngineChunkSource::Prefetch(const std::vector<v1::ChunkRef>& refs) {
   std::vector<v1::ChunkRef> wanted = Wanted(refs);
-  FERRY_ASSIGN_OR_RETURN(SealedChunks sealed, FetchSealed(context_, wanted));
-  return Install(wanted, std::move(sealed));
+  FERRY_ASSIGN_OR_RETURN(Fetched fetched, FetchAhead(context_, wanted));
+  return Install(wanted, std::move(fetched));
 }
 
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Fetch(

@@ -55,21 +55,34 @@ class EngineChunkSource final : public ChunkSource {
   // Prefetch kept. The caller bounds the total size.
   absl::Status Prefetch(const std::vector<v1::ChunkRef>& refs);
 
-  // Prefetch in two halves, so that the download of the next batch can run on another
-  // thread while this one is written: Wanted() lists what Prefetch would download,
-  // FetchSealed() downloads it (thread-safe: it only calls the client), Install() opens
-  // and keeps it as Prefetch does.
+  // Prefetch in two halves, so that the download of the next batch, and the opening
+  // of its chunks, can run on another thread while this one is written: Wanted()
+  // lists what Prefetch would download; FetchAhead() downloads it and opens each chunk
+  // that is not a delta (thread-safe: it only uses the client, the key, the hasher and
+  // the cache); Install() opens the deltas, whose bases may be in local data, and keeps
+  // it all as Prefetch does.
   using SealedChunks = std::vector<std::pair<std::string, std::string>>;
+  struct Fetched {
+    SealedChunks chunks;  // (id, plaintext) where opened[i], else (id, sealed)
+    std::vector<bool> opened;
+    uint64_t sealed_bytes = 0;  // as downloaded
+  };
   std::vector<v1::ChunkRef> Wanted(const std::vector<v1::ChunkRef>& refs) const;
-  static absl::StatusOr<SealedChunks> FetchSealed(
-      const TransferContext& context, const std::vector<v1::ChunkRef>& wanted);
-  absl::Status Install(const std::vector<v1::ChunkRef>& wanted, SealedChunks sealed);
+  static absl::StatusOr<Fetched> FetchAhead(const TransferContext& context,
+                                            const std::vector<v1::ChunkRef>& wanted);
+  absl::Status Install(const std::vector<v1::ChunkRef>& wanted, Fetched fetched);
 
  private:
   // Opens `sealed` (the answers for `refs`, in order), freeing each sealed chunk once
   // it is open, so a batch is never held twice over.
   absl::StatusOr<std::vector<std::string>> Open(const std::vector<v1::ChunkRef>& refs,
                                                 SealedChunks sealed, int depth);
+  // Opens one chunk, `base` being the plaintext of its delta base if it is a delta;
+  // checks its size against `ref` and keeps what the cache wants of it.
+  static absl::StatusOr<std::string> OpenOne(const TransferContext& context,
+                                             const v1::ChunkRef& ref,
+                                             std::string_view sealed,
+                                             std::optional<std::string_view> base);
   absl::StatusOr<std::vector<std::string>> Download(const std::vector<v1::ChunkRef>& refs,
                                                     int depth = 0);
   // The plaintext of the base of a delta chunk: local data, the cache, or the store.
