@@ -280,6 +280,12 @@ class FaultyConnector final : public Connector {
     if (crashed_) return absl::CancelledError(kCrash);
     return real_->Scan(synced, stamps);
   }
+  absl::StatusOr<ScanResult> ScanUnchanged(
+      const std::map<std::string, ItemPtr>& synced,
+      const std::map<std::string, std::string>& stamps) override {
+    if (crashed_) return absl::CancelledError(kCrash);
+    return real_->ScanUnchanged(synced, stamps);
+  }
   absl::Status ReadContent(
       const v1::Item& item, const std::string& field,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink)
@@ -799,11 +805,11 @@ class Run {
     return plan;
   }
 
-  // One sync of device `d`; the status code is the outcome.
   // One sync of device `d`'s files (or, `people`, its contacts); the status code is
-  // the outcome.
+  // the outcome. `assume_unchanged`: a sync as `ferry watch` makes when told of a
+  // remote push (SyncOptions::assume_unchanged).
   absl::Status Sync(Device& d, bool people, const FaultPlan& plan, bool allow_mass_delete,
-                    SyncReport* report) {
+                    SyncReport* report, bool assume_unchanged = false) {
     const std::string prefix = people ? "contacts-" : "";
     const client::CollectionInfo& info = people ? d.contacts_info : d.info;
     auto shadow = engine::ShadowStore::Open((d.home / (prefix + "shadow.db")).string());
@@ -860,6 +866,7 @@ class Run {
     config.env = d.env.get();
     SyncOptions options;
     options.allow_mass_delete = allow_mass_delete;
+    options.assume_unchanged = assume_unchanged;
     options.lease_ttl_ms = kLeaseTtlMs;
     absl::StatusOr<SyncReport> got = ferry::Sync(config, options);
     bool faulted = client.fired() || connector.fired();
@@ -972,11 +979,13 @@ class Run {
       } else if (r < 92) {
         FaultPlan plan = DrawFault();
         SyncReport report;
-        absl::Status s = Sync(d, people, plan, Pick(2) == 0, &report);
+        const bool allow_mass_delete = Pick(2) == 0;
+        const bool unchanged = Pick(4) == 0;
+        absl::Status s = Sync(d, people, plan, allow_mass_delete, &report, unchanged);
         result_.syncs += 1;
-        line +=
-            StrCat(people ? "sync-contacts" : "sync", " fault=", KindName(plan.kind), ":",
-                   plan.call, "#", plan.nth, " -> ", absl::StatusCodeToString(s.code()));
+        line += StrCat(people ? "sync-contacts" : "sync", unchanged ? "-unchanged" : "",
+                       " fault=", KindName(plan.kind), ":", plan.call, "#", plan.nth,
+                       " -> ", absl::StatusCodeToString(s.code()));
         if (options_.verbose) {
           std::printf("    (pulled %llu, pushed %llu, seq %llu)\n",
                       static_cast<unsigned long long>(report.pulled_items),

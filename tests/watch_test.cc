@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,33 @@ TEST_F(WatchTest, FindsLocalChangesByRescanning) {
   SyncA();
   EXPECT_EQ(ReadWholeFile(root_a_ / "from-b.txt"), "made on b\n");
   EXPECT_EQ(watch->Signal(SIGINT, kWaitMs), 0) << watch->err();
+}
+
+// A sync started by another device's push does not walk the folder: it takes the
+// local data to be as last synced. A local edit made since must still survive: the
+// write over it is refused, and the sync then scans and keeps both versions.
+TEST_F(WatchTest, ASyncWithoutAScanKeepsALocalEditMadeSince) {
+  std::ofstream(root_a_ / "f.txt") << "base\n";
+  uint64_t seq = SyncA();
+  auto watch = StartWatch("b", "86400");  // no rescan: only pushes make b sync
+  ASSERT_NE(watch, nullptr);
+  ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs)) << watch->err();
+
+  std::ofstream(root_b_ / "f.txt") << "b's edit, not scanned yet\n";
+  std::ofstream(root_a_ / "f.txt") << "a's edit\n";
+  size_t from = watch->out().size();
+  SyncA();
+  ASSERT_TRUE(watch->WaitFor(" 1 conflicts, ", kWaitMs, from))
+      << watch->out() << watch->err();
+  std::multiset<std::string> contents;
+  for (const auto& entry : fs::directory_iterator(root_b_)) {
+    if (entry.path().filename().string().starts_with("f")) {
+      contents.insert(ReadWholeFile(entry.path()));
+    }
+  }
+  EXPECT_EQ(contents,
+            (std::multiset<std::string>{"a's edit\n", "b's edit, not scanned yet\n"}));
+  EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
 }
 
 TEST_F(WatchTest, ReconnectsAfterTheServerRestarts) {

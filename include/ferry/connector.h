@@ -86,6 +86,18 @@ class Connector {
       const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) = 0;
 
+  // Scan's result for local data taken to be as it was at the last sync: `synced`
+  // with `stamps`, nothing read, but with whatever Apply needs of a scan set up. For a
+  // sync started because another device pushed (SyncOptions::assume_unchanged); a
+  // local change made since the last scan is not lost: Apply refuses to replace an
+  // object whose stamp is not the expected one, and the next real Scan finds it. The
+  // default runs Scan.
+  virtual absl::StatusOr<ScanResult> ScanUnchanged(
+      const std::map<std::string, ItemPtr>& synced,
+      const std::map<std::string, std::string>& stamps) {
+    return Scan(synced, stamps);
+  }
+
   // Calls `sink` with every chunk of content field `field` of local item `item`, in
   // order, reading the local data again. FAILED_PRECONDITION when the data no longer
   // matches the item (it changed since the scan). Called from several threads at once

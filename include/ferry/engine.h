@@ -53,6 +53,13 @@ struct SyncOptions {
   // delete more than `mass_delete_fraction` of the items.
   bool allow_mass_delete = false;
   double mass_delete_fraction = 0.5;
+  // Skip the local scan: take the local data to be as the shadow says it was synced
+  // (Connector::ScanUnchanged), and only pull and apply what other devices pushed.
+  // For a device that was told of a remote push and rescans on its own schedule
+  // (`ferry watch`). Ignored, and a real scan made, when the shadow holds items whose
+  // local state is in doubt (refused writes or deletes, unpushed changes), and for
+  // every cycle after the first (a write the local data refused).
+  bool assume_unchanged = false;
   // Hold the collection's lease while merging and pushing, so that devices take turns.
   bool use_lease = true;
   uint32_t lease_ttl_ms = 60000;

@@ -102,6 +102,10 @@ void Watcher::Run() {
 
   for (;;) {
     std::vector<size_t> due;
+    // Due only because another device pushed: the sync trusts the shadow for the
+    // local data instead of walking the folder (SyncOptions::assume_unchanged); local
+    // changes are found by the next rescan.
+    std::vector<bool> remote_only(collections_.size(), false);
     {
       std::unique_lock lock(state_->mu);
       for (;;) {
@@ -120,6 +124,7 @@ void Watcher::Run() {
           if (!rescan && !moved && !per[i].failed) continue;
           if (now >= per[i].retry_at) {
             due.push_back(i);
+            remote_only[i] = !rescan && !per[i].failed;
           } else {
             wake = std::min(wake, per[i].retry_at);
           }
@@ -135,8 +140,10 @@ void Watcher::Run() {
         std::lock_guard lock(state_->mu);
         if (state_->stop) break;
       }
+      SyncOptions sync_options;
+      sync_options.assume_unchanged = remote_only[i];
       absl::StatusOr<SyncReport> report =
-          SyncCollection(device_, collections_[i], SyncOptions());
+          SyncCollection(device_, collections_[i], sync_options);
       PerCollection& p = per[i];
       if (report.ok()) {
         p.synced = report->head_seq;

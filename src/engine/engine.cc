@@ -162,6 +162,8 @@ class Cycle {
   uint64_t fencing_token_ = 0;
   int64_t lease_expires_ms_ = 0;
   uint64_t hlc_ = 0;
+  // The next cycle takes the shadow for the local data (SyncOptions::assume_unchanged).
+  bool assume_unchanged_ = options_.assume_unchanged;
 };
 
 uint64_t Cycle::NextHlc() {
@@ -765,17 +767,34 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
   return absl::OkStatus();
 }
 
+// Whether every stamp is one the connector gave: no item is refused here or waits to
+// be pushed, so the shadow can stand for the local data (SyncOptions::assume_unchanged).
+bool AllStampsPlain(const StampMap& stamps) {
+  for (const auto& [id, stamp] : stamps) {
+    if (stamp.empty() || stamp == kRefusedStamp || stamp == kRefusedDeleteStamp ||
+        stamp.starts_with(kRefusedOverPrefix)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 absl::Status Cycle::RunOnce(bool* again) {
   *again = false;
   ItemMap base;
   StampMap base_stamps;
-  c_.connector->Prefetch();  // the local walk runs while the shadow loads
+  // The local walk runs while the shadow loads.
+  if (!assume_unchanged_) c_.connector->Prefetch();
   FERRY_RETURN_IF_ERROR(c_.shadow->Load(&base, &base_stamps));
   FERRY_ASSIGN_OR_RETURN(uint64_t cursor, c_.shadow->Cursor());
   FERRY_ASSIGN_OR_RETURN(uint64_t stored_hlc, c_.shadow->Hlc());
   hlc_ = std::max(hlc_, stored_hlc);
 
-  FERRY_ASSIGN_OR_RETURN(ScanResult scan, c_.connector->Scan(base, base_stamps));
+  const bool unchanged = assume_unchanged_ && AllStampsPlain(base_stamps);
+  assume_unchanged_ = false;  // a cycle that runs again scans
+  FERRY_ASSIGN_OR_RETURN(ScanResult scan,
+                         unchanged ? c_.connector->ScanUnchanged(base, base_stamps)
+                                   : c_.connector->Scan(base, base_stamps));
   // Items whose write was refused here, where the local object is still as it was
   // then (absent, or with the same stamp): not local edits (their version is in the
   // shadow; the object is what was there before it), so the write is tried again.

@@ -289,6 +289,31 @@ absl::Status FilesConnector::CheckNoFoldCollision(const std::string& id) const {
   return absl::OkStatus();
 }
 
+// What Apply takes from a scan: the ignore rules, whether case is ignored, and (where
+// it is) every local name, which are the synced ones.
+absl::StatusOr<ScanResult> FilesConnector::ScanUnchanged(
+    const std::map<std::string, ItemPtr>& synced,
+    const std::map<std::string, std::string>& stamps) {
+  if (prefetched_.valid()) prefetched_.get();  // a walk that used root_
+  root_.reset();  // the folder may have been replaced or unmounted since
+  // A folder that is gone: a real scan, which the mass-deletion guard then reads.
+  if (!Root().ok()) return Scan(synced, stamps);
+  FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
+  folded_.clear();
+  if (!options_.case_insensitive.has_value()) {
+    FERRY_ASSIGN_OR_RETURN(bool insensitive, ProbeCaseInsensitive());
+    options_.case_insensitive = insensitive;
+  }
+  ScanResult result;
+  for (const auto& [id, item] : synced) {
+    auto stamp = stamps.find(id);
+    result.items.emplace(
+        id, LocalItem{item, stamp != stamps.end() ? stamp->second : std::string()});
+    NoteLocalName(id);
+  }
+  return result;
+}
+
 absl::StatusOr<ScanResult> FilesConnector::Scan(
     const std::map<std::string, ItemPtr>& synced,
     const std::map<std::string, std::string>& stamps) {

@@ -55,6 +55,9 @@ class FilesConnector final : public Connector {
   absl::StatusOr<ScanResult> Scan(
       const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) override;
+  absl::StatusOr<ScanResult> ScanUnchanged(
+      const std::map<std::string, ItemPtr>& synced,
+      const std::map<std::string, std::string>& stamps) override;
   absl::Status ReadContent(
       const v1::Item& item, const std::string& field,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink)
