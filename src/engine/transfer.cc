@@ -1,8 +1,8 @@
 #include "src/engine/transfer.h"
 
 #include <algorithm>
-#include <cassert>
 #include <atomic>
+#include <cassert>
 #include <mutex>
 #include <set>
 #include <thread>
