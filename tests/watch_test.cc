@@ -37,9 +37,12 @@ class WatchTest : public testing::TwoDevicesTest {
   // `ferry watch --interval S` on `device`, once it says it is watching; nullptr (with
   // the failure recorded) when it does not.
   std::unique_ptr<BackgroundCommand> StartWatch(const std::string& device,
-                                                const std::string& interval_s) {
-    auto watch = std::make_unique<BackgroundCommand>(std::vector<std::string>{
-        testing::FerryPath(), "--home", Home(device), "watch", "--interval", interval_s});
+                                                const std::string& interval_s,
+                                                bool watch_folders = true) {
+    std::vector<std::string> args{testing::FerryPath(), "--home",  Home(device), "watch",
+                                  "--interval",         interval_s};
+    if (!watch_folders) args.push_back("--no-folder-watch");
+    auto watch = std::make_unique<BackgroundCommand>(args);
     if (!watch->ok() || !watch->WaitFor("watching 1 collection", kWaitMs, 0, true)) {
       ADD_FAILURE() << "ferry watch did not start: " << watch->err();
       return nullptr;
@@ -80,7 +83,7 @@ TEST_F(WatchTest, FollowsAnotherDevicesPushes) {
 }
 
 TEST_F(WatchTest, FindsLocalChangesByRescanning) {
-  auto watch = StartWatch("b", "1");
+  auto watch = StartWatch("b", "1", /*watch_folders=*/false);
   ASSERT_NE(watch, nullptr);
   std::ofstream(root_b_ / "from-b.txt") << "made on b\n";
   ASSERT_TRUE(watch->WaitFor("pushed 1 items", kWaitMs)) << watch->err();
@@ -89,13 +92,32 @@ TEST_F(WatchTest, FindsLocalChangesByRescanning) {
   EXPECT_EQ(watch->Signal(SIGINT, kWaitMs), 0) << watch->err();
 }
 
+// With no rescan for a day, only the folder watch can find b's changes: a new
+// directory with a file, then a file in that directory (watched since it appeared).
+TEST_F(WatchTest, FindsLocalChangesThroughTheFolderWatch) {
+  auto watch = StartWatch("b", "86400");
+  ASSERT_NE(watch, nullptr);
+  fs::create_directories(root_b_ / "new" / "deeper");
+  std::ofstream(root_b_ / "new" / "deeper" / "one.txt") << "one\n";
+  ASSERT_TRUE(watch->WaitFor("pushed 3 items", kWaitMs)) << watch->out() << watch->err();
+  size_t from = watch->out().size();
+  std::ofstream(root_b_ / "new" / "deeper" / "two.txt") << "two\n";
+  ASSERT_TRUE(watch->WaitFor("pushed 1 items", kWaitMs, from))
+      << watch->out() << watch->err();
+  SyncA();
+  EXPECT_EQ(ReadWholeFile(root_a_ / "new" / "deeper" / "one.txt"), "one\n");
+  EXPECT_EQ(ReadWholeFile(root_a_ / "new" / "deeper" / "two.txt"), "two\n");
+  EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
+}
+
 // A sync started by another device's push does not walk the folder: it takes the
 // local data to be as last synced. A local edit made since must still survive: the
 // write over it is refused, and the sync then scans and keeps both versions.
 TEST_F(WatchTest, ASyncWithoutAScanKeepsALocalEditMadeSince) {
   std::ofstream(root_a_ / "f.txt") << "base\n";
   uint64_t seq = SyncA();
-  auto watch = StartWatch("b", "86400");  // no rescan: only pushes make b sync
+  // No rescan and no folder watch: only pushes make b sync.
+  auto watch = StartWatch("b", "86400", /*watch_folders=*/false);
   ASSERT_NE(watch, nullptr);
   ASSERT_TRUE(watch->WaitFor(StrCat("at seq ", seq, "\n"), kWaitMs)) << watch->err();
 

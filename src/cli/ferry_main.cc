@@ -232,7 +232,8 @@ void ReleaseFreeMemory() {
 // `ferry watch`: syncs until SIGINT or SIGTERM (a second one exits at once: a sync
 // interrupted anywhere is finished by the next). Prints a sync's summary when it
 // moved or skipped anything.
-int RunWatch(const std::string& home, const std::string& name, int interval_s) {
+int RunWatch(const std::string& home, const std::string& name, int interval_s,
+             bool watch_folders) {
   // Blocked before any thread starts (gRPC's included), so that only the waiting
   // thread below receives them.
   sigset_t signals;
@@ -251,6 +252,10 @@ int RunWatch(const std::string& home, const std::string& name, int interval_s) {
   }
   ferry::client::WatchOptions options;
   options.rescan_interval_ms = int64_t{interval_s} * 1000;
+  options.watch_folders = watch_folders;
+  options.on_folder_error = [](const absl::Status& status) {
+    std::fprintf(stderr, "ferry: warning: %s\n", std::string(status.message()).c_str());
+  };
   options.on_sync = [](const ferry::client::LocalCollection& local,
                        const absl::StatusOr<ferry::SyncReport>& report) {
     if (!report.ok()) {
@@ -676,13 +681,17 @@ int main(int argc, char** argv) {
   CLI::App* watch = app.add_subcommand(
       "watch",
       "keep syncing every added collection, or NAME, until stopped: at once, when "
-      "another device pushes, and every --interval");
+      "another device pushes, a moment after its folder changes, and every --interval");
   watch->add_option("NAME", watch_name, "only this collection");
   watch
       ->add_option("--interval", watch_interval_s,
                    "seconds between rescans of the local data")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  bool watch_no_folders = false;
+  watch->add_flag("--no-folder-watch", watch_no_folders,
+                  "do not watch the folders for changes (inotify); only --interval finds "
+                  "local changes");
 
   bool status_json = false;
   CLI::App* status = app.add_subcommand("status", "what this device syncs, and how far");
@@ -723,7 +732,7 @@ int main(int argc, char** argv) {
   if (*log) return RunLog(home, log_collection, log_verbose);
   if (*add) return RunAdd(home, add_name, add_kind, add_path);
   if (*sync) return RunSync(home, sync_name, allow_mass_delete);
-  if (*watch) return RunWatch(home, watch_name, watch_interval_s);
+  if (*watch) return RunWatch(home, watch_name, watch_interval_s, !watch_no_folders);
   if (*status) return RunStatus(home, status_json);
   if (*conflicts) return RunConflicts(home, conflicts_all);
   if (*resolve) return RunResolve(home, resolve_which, resolve_take);

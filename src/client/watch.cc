@@ -5,9 +5,12 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
+
+#include "src/client/folder_watch.h"
 
 namespace ferry::client {
 
@@ -33,6 +36,8 @@ struct Watcher::State {
   bool reconnected = false;
   std::map<std::string, uint64_t> heads;  // collection id -> the latest head heard of
   net::WatchStream* stream = nullptr;     // the open stream, for Stop to cancel
+  // Per collection: when its folder first changed since its last scan (epoch: not).
+  std::vector<Clock::time_point> changed_at;
 };
 
 Watcher::Watcher(Device& device, std::vector<LocalCollection> collections,
@@ -88,6 +93,23 @@ void Watcher::ReadStream() {
   }
 }
 
+void Watcher::WatchFolders(FolderWatcher& folders) {
+  // Bounded: a stop request is seen within one wait.
+  constexpr int kWaitMs = 250;
+  for (;;) {
+    std::set<size_t> changed = folders.Wait(kWaitMs);
+    absl::Status error = folders.TakeError();
+    if (!error.ok() && options_.on_folder_error) options_.on_folder_error(error);
+    std::lock_guard lock(state_->mu);
+    if (state_->stop) return;
+    const Clock::time_point now = Clock::now();
+    for (size_t i : changed) {
+      if (state_->changed_at[i] == Clock::time_point()) state_->changed_at[i] = now;
+    }
+    if (!changed.empty()) state_->cv.notify_all();
+  }
+}
+
 void Watcher::Run() {
   struct PerCollection {
     uint64_t synced = 0;  // the head this device has synced to
@@ -98,14 +120,36 @@ void Watcher::Run() {
   std::vector<PerCollection> per(collections_.size());
   const milliseconds interval(options_.rescan_interval_ms);
   Clock::time_point next_rescan = Clock::now();  // everything syncs at once
+  const milliseconds settle(options_.settle_ms);
+  state_->changed_at.assign(collections_.size(), Clock::time_point());
   std::thread reader([this] { ReadStream(); });
+  // The folders are watched before the first sync, whose scan finds what changed
+  // before that.
+  std::unique_ptr<FolderWatcher> folder_watcher;
+  if (options_.watch_folders) {
+    absl::StatusOr<std::unique_ptr<FolderWatcher>> created = FolderWatcher::Create();
+    if (created.ok()) {
+      folder_watcher = *std::move(created);
+      for (size_t i = 0; i < collections_.size(); ++i) {
+        absl::Status watched = folder_watcher->Watch(i, collections_[i].root);
+        if (!watched.ok() && options_.on_folder_error) options_.on_folder_error(watched);
+      }
+    } else if (options_.on_folder_error) {
+      options_.on_folder_error(created.status());
+    }
+  }
+  std::thread folders;
+  if (folder_watcher != nullptr) {
+    folders = std::thread([this, &folder_watcher] { WatchFolders(*folder_watcher); });
+  }
 
   for (;;) {
     std::vector<size_t> due;
     // Due only because another device pushed: the sync trusts the shadow for the
     // local data instead of walking the folder (SyncOptions::assume_unchanged); local
-    // changes are found by the next rescan.
+    // changes are found by the folder watch or the next rescan.
     std::vector<bool> remote_only(collections_.size(), false);
+    Clock::time_point started;  // of the syncs below: changes after it stay pending
     {
       std::unique_lock lock(state_->mu);
       for (;;) {
@@ -121,15 +165,23 @@ void Watcher::Run() {
         for (size_t i = 0; i < collections_.size(); ++i) {
           auto head = state_->heads.find(collections_[i].collection_id);
           bool moved = head != state_->heads.end() && head->second > per[i].synced;
-          if (!rescan && !moved && !per[i].failed) continue;
+          const Clock::time_point changed = state_->changed_at[i];
+          bool local = changed != Clock::time_point() && now >= changed + settle;
+          if (changed != Clock::time_point() && !local) {
+            wake = std::min(wake, changed + settle);
+          }
+          if (!rescan && !moved && !local && !per[i].failed) continue;
           if (now >= per[i].retry_at) {
             due.push_back(i);
-            remote_only[i] = !rescan && !per[i].failed;
+            remote_only[i] = !rescan && !local && !per[i].failed;
           } else {
             wake = std::min(wake, per[i].retry_at);
           }
         }
-        if (!due.empty()) break;
+        if (!due.empty()) {
+          started = now;
+          break;
+        }
         // Bounded: the next rescan or retry; a head change or Stop wakes it sooner.
         state_->cv.wait_until(lock, wake);
       }
@@ -145,6 +197,11 @@ void Watcher::Run() {
       absl::StatusOr<SyncReport> report =
           SyncCollection(device_, collections_[i], sync_options);
       PerCollection& p = per[i];
+      if (report.ok() && !remote_only[i]) {
+        // Scanned: what changed before the sync began is in it.
+        std::lock_guard lock(state_->mu);
+        if (state_->changed_at[i] <= started) state_->changed_at[i] = Clock::time_point();
+      }
       if (report.ok()) {
         p.synced = report->head_seq;
         p.failed = false;
@@ -159,6 +216,7 @@ void Watcher::Run() {
     }
   }
   reader.join();
+  if (folders.joinable()) folders.join();
 }
 
 }  // namespace ferry::client

@@ -1,10 +1,11 @@
 // Continuous sync (`ferry watch`): a device that stays online keeps its collections in
 // sync by itself. It syncs each collection at once; then whenever ferryd's Watch
 // stream says a collection's head moved past what this device has synced (another
-// device pushed); and every rescan interval, which is how its own local changes are
-// found. A lost connection is retried with growing pauses; a new stream starts with
-// every collection's current head, so what was pushed meanwhile is synced then, and
-// failed syncs are retried at once.
+// device pushed); a moment after its folder changed (inotify, where available); and
+// every rescan interval, which finds what the folder watch cannot report. A lost
+// connection is retried with growing pauses; a new stream starts with every collection's
+// current head, so what was pushed meanwhile is synced then, and failed syncs are retried
+// at once.
 #ifndef FERRY_CLIENT_WATCH_H_
 #define FERRY_CLIENT_WATCH_H_
 
@@ -20,6 +21,8 @@
 
 namespace ferry::client {
 
+class FolderWatcher;
+
 struct WatchOptions {
   // Every collection is synced (and so its data rescanned) at least this often.
   int64_t rescan_interval_ms = 60000;
@@ -31,6 +34,13 @@ struct WatchOptions {
   std::function<void(const LocalCollection&, const absl::StatusOr<SyncReport>&)> on_sync;
   // Called when the Watch stream ends (the server went away); Run reconnects.
   std::function<void(const absl::Status&)> on_disconnect;
+  // Watch the collections' folders for changes (inotify) and sync a collection this
+  // long after the first change in its folder; false: only the rescan finds them.
+  bool watch_folders = true;
+  int64_t settle_ms = 1000;
+  // Called (from another thread) when a folder cannot be watched, or not wholly: its
+  // changes then wait for the rescan.
+  std::function<void(const absl::Status&)> on_folder_error;
 };
 
 class Watcher {
@@ -49,6 +59,8 @@ class Watcher {
  private:
   struct State;
   void ReadStream();
+  // Marks collections whose folder changed (State::changed_at) until Stop.
+  void WatchFolders(FolderWatcher& folders);
   Device& device_;
   std::vector<LocalCollection> collections_;
   WatchOptions options_;

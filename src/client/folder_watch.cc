@@ -1,0 +1,142 @@
+#include "src/client/folder_watch.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
+#include "src/core/strings.h"
+
+namespace ferry::client {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What counts as a change of the folder's data. IN_DONT_FOLLOW: a symbolic link to a
+// directory is an entry of the folder, not a part of it; IN_ONLYDIR: a directory
+// replaced by something else meanwhile is not watched.
+constexpr uint32_t kEvents = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE |
+                             IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF |
+                             IN_MOVE_SELF | IN_DONT_FOLLOW | IN_ONLYDIR;
+// Directories watched per folder walk, a bound on the work one call can do; more are
+// left to the periodic rescan (and reported).
+constexpr size_t kDirsPerTreeMax = 1'000'000;
+
+absl::Status ErrnoStatus(int err, std::string_view what, std::string_view path) {
+  std::string text = StrCat(what, " ", path, ": ", std::strerror(err));
+  if (err == ENOSPC) {
+    text +=
+        " (the limit fs.inotify.max_user_watches is reached; local changes are "
+        "found by the periodic rescan)";
+  }
+  return err == ENOENT || err == ENOTDIR ? absl::NotFoundError(text)
+                                         : absl::UnavailableError(text);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FolderWatcher>> FolderWatcher::Create() {
+  int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "inotify_init1", "");
+  return std::unique_ptr<FolderWatcher>(new FolderWatcher(fd));
+}
+
+FolderWatcher::~FolderWatcher() { ::close(fd_); }
+
+void FolderWatcher::Note(const absl::Status& status) {
+  if (error_.ok() && !status.ok()) error_ = status;
+}
+
+absl::Status FolderWatcher::TakeError() {
+  absl::Status error = std::move(error_);
+  error_ = absl::OkStatus();
+  return error;
+}
+
+absl::Status FolderWatcher::Watch(size_t folder, const std::string& root) {
+  folders_.insert(folder);
+  // The root itself is followed, as the connector opens it; nothing below it is.
+  std::error_code ec;
+  fs::path resolved = fs::canonical(root, ec);
+  if (ec) return absl::OkStatus();  // missing: the sync's scan reports it
+  return AddTree(folder, resolved.string());
+}
+
+absl::Status FolderWatcher::AddTree(size_t folder, const std::string& dir) {
+  std::vector<std::string> pending{dir};
+  size_t added = 0;
+  while (!pending.empty()) {
+    std::string path = std::move(pending.back());
+    pending.pop_back();
+    if (++added > kDirsPerTreeMax) {
+      return absl::ResourceExhaustedError(
+          StrCat(dir, ": more than ", kDirsPerTreeMax, " directories to watch"));
+    }
+    int wd = ::inotify_add_watch(fd_, path.c_str(), kEvents);
+    if (wd < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;  // gone, or not a directory
+      return ErrnoStatus(errno, "watch", path);
+    }
+    dirs_[wd] = {folder, path};
+    std::error_code ec;
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+      // symlink_status: a link is never followed into another tree.
+      std::error_code type_ec;
+      if (it->symlink_status(type_ec).type() == fs::file_type::directory) {
+        pending.push_back(it->path().string());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
+  std::set<size_t> changed;
+  pollfd p{fd_, POLLIN, 0};
+  int ready = ::poll(&p, 1, timeout_ms);
+  if (ready <= 0) {
+    if (ready < 0 && errno != EINTR) Note(ErrnoStatus(errno, "poll inotify", ""));
+    return changed;
+  }
+  alignas(inotify_event) char buffer[64 * (sizeof(inotify_event) + NAME_MAX + 1)];
+  std::vector<std::pair<size_t, std::string>> new_dirs;
+  for (;;) {
+    ssize_t n = ::read(fd_, buffer, sizeof(buffer));
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        Note(ErrnoStatus(errno, "read inotify", ""));
+      }
+      break;
+    }
+    for (ssize_t at = 0; at < n;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      if (event->mask & IN_Q_OVERFLOW) {  // events were lost: any folder may have changed
+        changed.insert(folders_.begin(), folders_.end());
+        continue;
+      }
+      auto dir = dirs_.find(event->wd);
+      if (dir == dirs_.end()) continue;
+      if (event->mask & IN_IGNORED) {  // the directory is gone
+        dirs_.erase(dir);
+        continue;
+      }
+      changed.insert(dir->second.first);
+      if ((event->mask & (IN_CREATE | IN_MOVED_TO)) && (event->mask & IN_ISDIR) &&
+          event->len > 0) {
+        new_dirs.emplace_back(dir->second.first,
+                              StrCat(dir->second.second, "/", event->name));
+      }
+    }
+  }
+  for (const auto& [folder, path] : new_dirs) Note(AddTree(folder, path));
+  return changed;
+}
+
+}  // namespace ferry::client
