@@ -27,6 +27,8 @@ constexpr uint32_t kEvents = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE 
 // Directories watched per folder walk, a bound on the work one call can do; more are
 // left to the periodic rescan (and reported).
 constexpr size_t kDirsPerTreeMax = 1'000'000;
+// Reads of the event queue per Wait.
+constexpr int kReadsPerWaitMax = 16;
 
 absl::Status ErrnoStatus(int err, std::string_view what, std::string_view path) {
   std::string text = StrCat(what, " ", path, ": ", std::strerror(err));
@@ -65,6 +67,7 @@ absl::Status FolderWatcher::Watch(size_t folder, const std::string& root) {
   std::error_code ec;
   fs::path resolved = fs::canonical(root, ec);
   if (ec) return absl::OkStatus();  // missing: the sync's scan reports it
+  roots_.emplace_back(folder, resolved.string());
   return AddTree(folder, resolved.string());
 }
 
@@ -106,7 +109,10 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
   }
   alignas(inotify_event) char buffer[64 * (sizeof(inotify_event) + NAME_MAX + 1)];
   std::vector<std::pair<size_t, std::string>> new_dirs;
-  for (;;) {
+  bool overflow = false;
+  // Bounded, so that a steady stream of events cannot keep the caller here: what is
+  // left is read by the next call.
+  for (int reads = 0; reads < kReadsPerWaitMax; ++reads) {
     ssize_t n = ::read(fd_, buffer, sizeof(buffer));
     if (n <= 0) {
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
@@ -119,6 +125,7 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
       if (event->mask & IN_Q_OVERFLOW) {  // events were lost: any folder may have changed
         changed.insert(folders_.begin(), folders_.end());
+        overflow = true;
         continue;
       }
       auto dir = dirs_.find(event->wd);
@@ -135,7 +142,13 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
       }
     }
   }
-  for (const auto& [folder, path] : new_dirs) Note(AddTree(folder, path));
+  if (overflow) {
+    // Directories made while events were lost are found by walking each folder
+    // again (a directory watched already keeps its watch).
+    for (const auto& [folder, root] : roots_) Note(AddTree(folder, root));
+  } else {
+    for (const auto& [folder, path] : new_dirs) Note(AddTree(folder, path));
+  }
   return changed;
 }
 

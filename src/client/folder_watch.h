@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -53,6 +54,7 @@ class FolderWatcher {
   const int fd_;                                        // owned; the inotify instance
   std::map<int, std::pair<size_t, std::string>> dirs_;  // watch -> (folder, path)
   std::set<size_t> folders_;                            // every folder watched
+  std::vector<std::pair<size_t, std::string>> roots_;   // (folder, resolved root)
   absl::Status error_;
 };
 

@@ -36,8 +36,10 @@ struct Watcher::State {
   bool reconnected = false;
   std::map<std::string, uint64_t> heads;  // collection id -> the latest head heard of
   net::WatchStream* stream = nullptr;     // the open stream, for Stop to cancel
-  // Per collection: when its folder first changed since its last scan (epoch: not).
+  // Per collection: when its folder first and last changed since its last scan
+  // (epoch: not).
   std::vector<Clock::time_point> changed_at;
+  std::vector<Clock::time_point> changed_last;
 };
 
 Watcher::Watcher(Device& device, std::vector<LocalCollection> collections,
@@ -105,6 +107,7 @@ void Watcher::WatchFolders(FolderWatcher& folders) {
     const Clock::time_point now = Clock::now();
     for (size_t i : changed) {
       if (state_->changed_at[i] == Clock::time_point()) state_->changed_at[i] = now;
+      state_->changed_last[i] = now;
     }
     if (!changed.empty()) state_->cv.notify_all();
   }
@@ -122,6 +125,7 @@ void Watcher::Run() {
   Clock::time_point next_rescan = Clock::now();  // everything syncs at once
   const milliseconds settle(options_.settle_ms);
   state_->changed_at.assign(collections_.size(), Clock::time_point());
+  state_->changed_last.assign(collections_.size(), Clock::time_point());
   std::thread reader([this] { ReadStream(); });
   // The folders are watched before the first sync, whose scan finds what changed
   // before that.
@@ -198,9 +202,14 @@ void Watcher::Run() {
           SyncCollection(device_, collections_[i], sync_options);
       PerCollection& p = per[i];
       if (report.ok() && !remote_only[i]) {
-        // Scanned: what changed before the sync began is in it.
+        // Scanned: what changed before the sync began is in it; a change during the
+        // sync may not be, and keeps the collection due.
         std::lock_guard lock(state_->mu);
-        if (state_->changed_at[i] <= started) state_->changed_at[i] = Clock::time_point();
+        if (state_->changed_last[i] <= started) {
+          state_->changed_at[i] = Clock::time_point();
+        } else if (state_->changed_at[i] <= started) {
+          state_->changed_at[i] = state_->changed_last[i];
+        }
       }
       if (report.ok()) {
         p.synced = report->head_seq;

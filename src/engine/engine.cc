@@ -164,6 +164,7 @@ class Cycle {
   uint64_t hlc_ = 0;
   // The next cycle takes the shadow for the local data (SyncOptions::assume_unchanged).
   bool assume_unchanged_ = options_.assume_unchanged;
+  bool scanned_unchanged_ = false;  // this cycle did
 };
 
 uint64_t Cycle::NextHlc() {
@@ -664,9 +665,17 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
       report_->deferred.push_back(a.id);
       return absl::OkStatus();
     }
-    if (absl::IsInvalidArgument(stamp.status()) ||
-        absl::IsFailedPrecondition(stamp.status()) ||
-        absl::IsPermissionDenied(stamp.status())) {
+    const bool refusal = absl::IsInvalidArgument(stamp.status()) ||
+                         absl::IsFailedPrecondition(stamp.status()) ||
+                         absl::IsPermissionDenied(stamp.status());
+    if (refusal && scanned_unchanged_) {
+      // What is in the way was not scanned (SyncOptions::assume_unchanged): it may be a
+      // local change, which the refusal would record as the base. Scan and try again.
+      deferred->insert(a.id);
+      if (a.kind == LocalAction::kMove) deferred->insert(a.from);
+      return absl::OkStatus();
+    }
+    if (refusal) {
       // This one item cannot be applied here (a hostile or invalid path, a symbolic
       // link or file in the way, a file or directory this process may not write):
       // refused and reported, the rest goes on; tried again at every sync.
@@ -792,6 +801,7 @@ absl::Status Cycle::RunOnce(bool* again) {
 
   const bool unchanged = assume_unchanged_ && AllStampsPlain(base_stamps);
   assume_unchanged_ = false;  // a cycle that runs again scans
+  scanned_unchanged_ = unchanged;
   FERRY_ASSIGN_OR_RETURN(ScanResult scan,
                          unchanged ? c_.connector->ScanUnchanged(base, base_stamps)
                                    : c_.connector->Scan(base, base_stamps));

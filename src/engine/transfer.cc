@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cassert>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -103,6 +102,10 @@ std::map<std::string, std::string> DeltaBases(const ItemMap& synced,
 }
 
 namespace {
+
+absl::Status OtherChunksAnswered() {
+  return absl::DataLossError("the store answered for other chunks than asked");
+}
 
 // Seals a chunk for upload: as a delta when its base is in the cache and that is
 // smaller, else whole. Every uploaded chunk's signatures go into the cache for its next
@@ -320,7 +323,7 @@ absl::StatusOr<std::string> EngineChunkSource::OpenOne(
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
     const std::vector<v1::ChunkRef>& refs, SealedChunks sealed, int depth) {
   if (sealed.size() != refs.size()) {
-    return absl::DataLossError("the store answered for other chunks than asked");
+    return OtherChunksAnswered();
   }
   std::vector<std::string> out(refs.size());
   for (size_t j = 0; j < sealed.size(); ++j) {
@@ -359,7 +362,7 @@ absl::StatusOr<EngineChunkSource::Fetched> EngineChunkSource::FetchAhead(
     FERRY_ASSIGN_OR_RETURN(SealedChunks part,
                            context.client->GetChunks(context.collection_id, ids));
     if (part.size() != ids.size()) {
-      return absl::DataLossError("the store answered for other chunks than asked");
+      return OtherChunksAnswered();
     }
     for (auto& chunk : part) out.chunks.push_back(std::move(chunk));
   }
@@ -379,7 +382,7 @@ absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
                                         Fetched fetched) {
   prefetched_.clear();
   if (fetched.chunks.size() != wanted.size()) {
-    return absl::DataLossError("the store answered for other chunks than asked");
+    return OtherChunksAnswered();
   }
   context_.report->pulled_bytes += fetched.sealed_bytes;
   context_.report->downloaded_chunks += fetched.chunks.size();
@@ -387,7 +390,9 @@ absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
     std::string& data = fetched.chunks[i].second;
     if (!fetched.opened[i]) {
       std::optional<std::string> base_id = seal::ChunkDeltaBase(data);
-      assert(base_id.has_value());  // FetchAhead opened all others
+      if (!base_id.has_value()) {  // FetchAhead opened every other chunk
+        return absl::InternalError("a downloaded chunk was neither opened nor a delta");
+      }
       FERRY_ASSIGN_OR_RETURN(std::string base, ResolveBase(*base_id, 0));
       FERRY_ASSIGN_OR_RETURN(std::string plain, OpenOne(context_, wanted[i], data, base));
       data = std::move(plain);

@@ -294,6 +294,11 @@ absl::Status FilesConnector::CheckNoFoldCollision(const std::string& id) const {
 absl::StatusOr<ScanResult> FilesConnector::ScanUnchanged(
     const std::map<std::string, ItemPtr>& synced,
     const std::map<std::string, std::string>& stamps) {
+  // A stamp a scan would not trust (taken while the object may still have been
+  // written) is not trusted here either: a real scan reads that object again.
+  for (const auto& [id, stamp] : stamps) {
+    if (!stamp.empty() && stamp.back() == kRacyMark) return Scan(synced, stamps);
+  }
   if (prefetched_.valid()) prefetched_.get();  // a walk that used root_
   root_.reset();  // the folder may have been replaced or unmounted since
   // A folder that is gone: a real scan, which the mass-deletion guard then reads.
@@ -537,6 +542,17 @@ absl::StatusOr<std::string> FilesConnector::ApplyOne(const std::string& id,
     expect.must_be_absent = true;
   }
   if (type == "dir") {
+    if (expect.unchanged.has_value()) {
+      // A directory that was removed, replaced or had its mode changed since it was
+      // scanned (or, under SyncOptions::assume_unchanged, synced) is a local change:
+      // not undone here. Its size and mtime change with its entries: not compared.
+      FERRY_ASSIGN_OR_RETURN(std::optional<FileStat> current, root->Stat(id));
+      if (!current.has_value() || current->type != FileStat::kDir ||
+          current->inode != expect.unchanged->inode ||
+          current->mode != expect.unchanged->mode) {
+        return absl::AbortedError(StrCat(id, " changed since scan"));
+      }
+    }
     const uint32_t mode = ModeOf(*after, 0755);
     FERRY_RETURN_IF_ERROR(sync_dirs ? root->MakeDir(id, mode)
                                     : root->MakeDirUnsynced(id, mode));
@@ -572,7 +588,10 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
   if (!root.ok())
     return std::vector<absl::StatusOr<std::string>>(requests.size(), root.status());
   std::vector<std::pair<size_t, std::unique_ptr<RootDir::PendingFile>>> pending;
-  std::vector<size_t> unsynced_dirs;  // made, not yet flushed
+  // Directories made, and parents made by WriteTemp (even when it then failed), are
+  // not flushed yet: the batch ends with a flush whenever it tried either.
+  std::vector<size_t> unsynced_dirs;
+  bool unflushed = false;
   for (size_t i = 0; i < requests.size(); ++i) {
     const ApplyRequest& r = requests[i];
     const std::string type =
@@ -581,7 +600,10 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     if (type != "file" || (was.has_value() && was->type == FileStat::kDir)) {
       results[i] = ApplyOne(r.id, r.expected_stamp, r.after, chunks,
                             /*sync_dirs=*/type != "dir");
-      if (type == "dir" && results[i].ok()) unsynced_dirs.push_back(i);
+      if (type == "dir") {
+        unflushed = true;
+        if (results[i].ok()) unsynced_dirs.push_back(i);
+      }
       continue;
     }
     absl::Status valid = ValidateRelativePath(r.id);
@@ -596,6 +618,7 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
       results[i] = valid;
       continue;
     }
+    unflushed = true;
     absl::StatusOr<std::unique_ptr<RootDir::PendingFile>> written = (*root)->WriteTemp(
         r.id,
         [&](FileWriter& out) { return WriteContent(out, content->content(), chunks); },
@@ -606,10 +629,14 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     }
     pending.emplace_back(i, *std::move(written));
   }
-  if (pending.empty() && unsynced_dirs.empty()) return results;
+  if (!unflushed) return results;
   absl::Status synced = (*root)->SyncAll();
   if (!synced.ok()) {
-    for (size_t i : unsynced_dirs) results[i] = synced;
+    // Nothing written in this batch is known durable: parents made unflushed may
+    // hold any of it.
+    for (auto& result : results) {
+      if (result.ok()) result = synced;
+    }
   }
   if (pending.empty()) return results;
   for (auto& [i, file] : pending) {

@@ -374,6 +374,86 @@ TEST_F(FilesConnectorMemTest, DiskFullLeavesTheTargetAsItWas) {
   EXPECT_EQ(*mem_.ReadFile("/sync/f.txt"), data);
 }
 
+// A batch whose every write failed may still have made parent directories on the way:
+// it flushes them before it reports, so no later operation reported done rests on a
+// directory a crash would take away.
+TEST_F(FilesConnectorMemTest, ABatchFlushesTheDirectoriesItMadeEvenWhenItsWritesFail) {
+  v1::Item dir;
+  dir.set_id("made/new");
+  engine::SetBytesField(&dir, "type", "dir");
+  engine::SetBytesField(&dir, "mode", "493");
+  // Expected to exist as scanned (a stamp of f.txt's): it does not, so the write is
+  // refused, after its parents were made.
+  v1::Item file = dir;
+  file.set_id("parents/of/f.txt");
+  engine::SetBytesField(&file, "type", "file");
+  v1::Field content;
+  content.set_name("content");
+  content.mutable_content();  // empty: refused before anything is read
+  engine::SetField(&file, std::move(content));
+  auto results = connector_->ApplyBatch(
+      {{"parents/of/f.txt", scan_.items["f.txt"].stamp, &file}}, nullptr);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].ok());
+  mem_.Crash();
+  EXPECT_TRUE(mem_.Stat("/sync/parents/of")->has_value());
+
+  // Directories made in a batch are durable once it reports them.
+  FilesOptions options;
+  options.root = "/sync";
+  options.case_insensitive = false;
+  options.env = &env_;
+  FilesConnector again(options, &hasher_, ChunkerSeed(hasher_));
+  ASSERT_TRUE(again.Scan({}, {}).ok());
+  results = again.ApplyBatch({{"made/new", "", &dir}}, nullptr);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  mem_.Crash();
+  EXPECT_TRUE(mem_.Stat("/sync/made/new")->has_value());
+}
+
+// A directory removed, replaced or chmod'ed since it was scanned is a local change: a
+// remote write of it is refused as ABORTED rather than undoing it.
+TEST_F(FilesConnectorMemTest, ADirectoryChangedSinceTheScanIsNotWrittenOver) {
+  ASSERT_TRUE(mem_.Mkdir("/sync/d").ok());
+  auto scan = connector_->Scan({}, {});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  const std::string stamp = scan->items.at("d").stamp;
+  v1::Item dir = *scan->items.at("d").item;
+  engine::SetBytesField(&dir, "mode", "448");  // 0700, their change
+  ASSERT_TRUE(mem_.RemoveAll("/sync/d").ok());
+  auto gone = connector_->Apply("d", stamp, &dir, nullptr);
+  EXPECT_TRUE(absl::IsAborted(gone.status())) << gone.status();
+  EXPECT_FALSE(mem_.Stat("/sync/d")->has_value());
+  ASSERT_TRUE(mem_.Mkdir("/sync/d").ok());  // another directory now
+  auto other = connector_->Apply("d", stamp, &dir, nullptr);
+  EXPECT_TRUE(absl::IsAborted(other.status())) << other.status();
+}
+
+// ScanUnchanged reads nothing: it hands back the synced items with their stamps, but a
+// stamp a scan would not trust (racy) makes it scan for real.
+TEST_F(FilesConnectorMemTest, ScanUnchangedTrustsOnlyWhatAScanWould) {
+  std::map<std::string, ItemPtr> synced;
+  std::map<std::string, std::string> stamps;
+  for (const auto& [id, local] : scan_.items) {
+    synced[id] = local.item;
+    stamps[id] = local.stamp;
+  }
+  ASSERT_TRUE(mem_.WriteFile("/sync/new.txt", "not scanned").ok());
+  if (!stamps["f.txt"].empty() && stamps["f.txt"].back() == kRacyMark) {
+    stamps["f.txt"].pop_back();
+  }
+  auto trusted = connector_->ScanUnchanged(synced, stamps);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  EXPECT_EQ(trusted->items.size(), 1u);  // new.txt was not looked for
+  EXPECT_EQ(trusted->items.at("f.txt").stamp, stamps["f.txt"]);
+  EXPECT_EQ(trusted->bytes_read, 0u);
+
+  stamps["f.txt"] += kRacyMark;
+  auto scanned = connector_->ScanUnchanged(synced, stamps);
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_TRUE(scanned->items.contains("new.txt"));  // a real scan
+}
+
 TEST_P(FilesConnectorTest, ALinkOrFileReplacesAnEmptyDirectoryOnly) {
   auto connector = Make(false);
   v1::Item dir = Dir("d");
