@@ -99,6 +99,18 @@ absl::Status FolderWatcher::AddTree(size_t folder, const std::string& dir) {
   return absl::OkStatus();
 }
 
+void FolderWatcher::Unwatch(const std::string& dir) {
+  for (auto it = dirs_.begin(); it != dirs_.end();) {
+    const std::string& path = it->second.second;
+    if (path == dir || (path.starts_with(dir) && path[dir.size()] == '/')) {
+      ::inotify_rm_watch(fd_, it->first);  // its IN_IGNORED then finds nothing
+      it = dirs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
   std::set<size_t> changed;
   pollfd p{fd_, POLLIN, 0};
@@ -135,10 +147,14 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
         continue;
       }
       changed.insert(dir->second.first);
-      if ((event->mask & (IN_CREATE | IN_MOVED_TO)) && (event->mask & IN_ISDIR) &&
-          event->len > 0) {
-        new_dirs.emplace_back(dir->second.first,
-                              StrCat(dir->second.second, "/", event->name));
+      if (!(event->mask & IN_ISDIR) || event->len == 0) continue;
+      std::string path = StrCat(dir->second.second, "/", event->name);
+      if (event->mask & IN_MOVED_FROM) {
+        // Moved away, perhaps out of the tree: its watches go; if it was moved within
+        // the tree, its new name's IN_MOVED_TO adds them again under the new paths.
+        Unwatch(path);
+      } else if (event->mask & (IN_CREATE | IN_MOVED_TO)) {
+        new_dirs.emplace_back(dir->second.first, std::move(path));
       }
     }
   }

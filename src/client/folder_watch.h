@@ -49,6 +49,8 @@ class FolderWatcher {
   explicit FolderWatcher(int fd) : fd_(fd) {}
   // Watches `dir` and every directory below it, as part of `folder`.
   absl::Status AddTree(size_t folder, const std::string& dir);
+  // Stops watching `dir` and everything below it.
+  void Unwatch(const std::string& dir);
   void Note(const absl::Status& status);
 
   const int fd_;                                        // owned; the inotify instance

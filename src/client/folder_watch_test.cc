@@ -83,6 +83,29 @@ TEST_F(FolderWatchTest, WatchesDirectoriesAsTheyAppear) {
   EXPECT_EQ(WaitForAny(), std::set<size_t>{2});
 }
 
+TEST_F(FolderWatchTest, ADirectoryMovedOutIsNoLongerWatchedAndOneMovedWithinIs) {
+  fs::rename(base_ / "one" / "sub", base_ / "outside" / "sub");
+  EXPECT_EQ(WaitForAny(), std::set<size_t>{1});
+  Drain();
+  std::ofstream(base_ / "outside" / "sub" / "f.txt") << "x";
+  std::ofstream(base_ / "two" / "marker") << "x";  // queued after any event of f.txt
+  EXPECT_EQ(WaitForAny(), std::set<size_t>{2});
+  Drain();
+  // Within the tree: watched under its new name, new directories in it too.
+  fs::create_directories(base_ / "one" / "a");
+  EXPECT_EQ(WaitForAny(), std::set<size_t>{1});
+  Drain();
+  fs::rename(base_ / "one" / "a", base_ / "one" / "b");
+  EXPECT_EQ(WaitForAny(), std::set<size_t>{1});
+  Drain();
+  fs::create_directories(base_ / "one" / "b" / "c");
+  EXPECT_EQ(WaitForAny(), std::set<size_t>{1});
+  Drain();
+  std::ofstream(base_ / "one" / "b" / "c" / "f.txt") << "x";
+  EXPECT_EQ(WaitForAny(), std::set<size_t>{1});
+  EXPECT_TRUE(watcher_->TakeError().ok());
+}
+
 TEST_F(FolderWatchTest, NeverFollowsASymbolicLink) {
   fs::create_directory_symlink(base_ / "outside", base_ / "one" / "link");
   EXPECT_EQ(WaitForAny(), std::set<size_t>{1});  // the link itself is an entry
