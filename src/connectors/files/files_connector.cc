@@ -289,6 +289,16 @@ absl::Status FilesConnector::CheckNoFoldCollision(const std::string& id) const {
   return absl::OkStatus();
 }
 
+absl::Status FilesConnector::StartScan() {
+  FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
+  folded_.clear();
+  if (!options_.case_insensitive.has_value()) {
+    FERRY_ASSIGN_OR_RETURN(bool insensitive, ProbeCaseInsensitive());
+    options_.case_insensitive = insensitive;
+  }
+  return absl::OkStatus();
+}
+
 // What Apply takes from a scan: the ignore rules, whether case is ignored, and (where
 // it is) every local name, which are the synced ones.
 absl::StatusOr<ScanResult> FilesConnector::ScanUnchanged(
@@ -303,12 +313,7 @@ absl::StatusOr<ScanResult> FilesConnector::ScanUnchanged(
   root_.reset();  // the folder may have been replaced or unmounted since
   // A folder that is gone: a real scan, which the mass-deletion guard then reads.
   if (!Root().ok()) return Scan(synced, stamps);
-  FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
-  folded_.clear();
-  if (!options_.case_insensitive.has_value()) {
-    FERRY_ASSIGN_OR_RETURN(bool insensitive, ProbeCaseInsensitive());
-    options_.case_insensitive = insensitive;
-  }
+  FERRY_RETURN_IF_ERROR(StartScan());
   ScanResult result;
   for (const auto& [id, item] : synced) {
     auto stamp = stamps.find(id);
@@ -327,14 +332,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   if (!listing.present) return result;  // DataPresent() says why; nothing to list
   FERRY_RETURN_IF_ERROR(listing.status);
 
-  FERRY_ASSIGN_OR_RETURN(rules_, LoadIgnoreRules());
+  FERRY_RETURN_IF_ERROR(StartScan());
   const IgnoreRules& rules = rules_;
-
-  folded_.clear();
-  if (!options_.case_insensitive.has_value()) {
-    FERRY_ASSIGN_OR_RETURN(bool insensitive, ProbeCaseInsensitive());
-    options_.case_insensitive = insensitive;
-  }
   std::vector<std::pair<std::string, FileStat>> to_hash;
   // Temporary files of ours that nothing has touched for a long time were left by a
   // crash: removed (if still unchanged) after the walk.

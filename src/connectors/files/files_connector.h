@@ -103,6 +103,9 @@ class FilesConnector final : public Connector {
   // Records a local path in folded_ (only where case is ignored).
   void NoteLocalName(const std::string& id);
   absl::StatusOr<IgnoreRules> LoadIgnoreRules();
+  // What every scan sets up first, for itself and for Apply: the ignore rules, whether
+  // case is ignored (probed once), and an empty folded_.
+  absl::Status StartScan();
 
   FilesOptions options_;
   Env* const env_;  // never nullptr
