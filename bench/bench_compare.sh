@@ -603,7 +603,9 @@ if [[ " $TOOLS " == *" ferrywatch "* ]]; then
       || die "ferry add (watch $side): $(cat "$work/logs/ferry-setup.log")"
   done
   # No periodic rescan: B changes nothing itself; ferryd's Watch stream wakes it.
-  start_bg ferry-watch "$ferry" --home "$FW/homeB" watch --interval 86400
+  # No periodic rescan and no folder watch, as Syncthing's B runs here (its watcher
+  # and rescans off): B's own writes would otherwise make it scan its folder again.
+  start_bg ferry-watch "$ferry" --home "$FW/homeB" watch --interval 86400 --no-folder-watch
   ferry_watch_pid=$last_pid
   for _ in $(seq 100); do grep -q 'watching' "$work/logs/ferry-watch.log" && break; sleep 0.1; done
   grep -q 'watching' "$work/logs/ferry-watch.log" \
