@@ -160,6 +160,17 @@ TEST_F(WatchTest, ReconnectsAfterTheServerRestarts) {
   EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
 }
 
+// While the server is away the watcher waits for it in short steps: a stop request
+// still ends it promptly.
+TEST_F(WatchTest, StopsWhileTheServerIsAway) {
+  auto watch = StartWatch("b", "86400");
+  ASSERT_NE(watch, nullptr);
+  ASSERT_EQ(server_->Stop(), 0);
+  // A sync failed: the server is gone (whether or not the stream had opened yet).
+  ASSERT_TRUE(watch->WaitFor("failed to connect", kWaitMs, 0, true)) << watch->err();
+  EXPECT_EQ(watch->Signal(SIGTERM, kWaitMs), 0) << watch->err();
+}
+
 TEST_F(WatchTest, OneSyncOfACollectionAtATime) {
   // What `ferry watch` or another `ferry sync` holds while it syncs: the collection's
   // sync.lock, here taken by the test.

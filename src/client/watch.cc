@@ -19,6 +19,9 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// The step of the wait for the server's connection before a Watch stream opens.
+constexpr int kConnectStepMs = 250;
+
 // The pause after `pause` in a run of failures: the first, then doubling to the last.
 milliseconds NextPause(milliseconds pause, const WatchOptions& options) {
   if (pause.count() == 0) return milliseconds(options.retry_first_ms);
@@ -64,6 +67,17 @@ void Watcher::ReadStream() {
   milliseconds pause{0};  // grows while streams end without a word
   bool ended_before = false;
   for (;;) {
+    // While the server is away, gRPC's channel waits between its attempts to
+    // reconnect, and a stream opened then fails at once, which would double the pause
+    // below for nothing: the stream is opened once the channel is up (waited for in
+    // short steps, so that Stop is seen).
+    for (;;) {
+      {
+        std::lock_guard lock(state_->mu);
+        if (state_->stop) return;
+      }
+      if (device_.client().WaitForConnected(kConnectStepMs)) break;
+    }
     std::unique_ptr<net::WatchStream> stream = device_.client().Watch(ids);
     {
       std::lock_guard lock(state_->mu);

@@ -213,6 +213,11 @@ class GrpcClient final : public Client {
     return out;
   }
 
+  bool WaitForConnected(int timeout_ms) override {
+    return channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                      std::chrono::milliseconds(timeout_ms));
+  }
+
   std::unique_ptr<WatchStream> Watch(
       const std::vector<std::string>& collection_ids) override {
     auto context = std::make_unique<grpc::ClientContext>();

@@ -87,6 +87,10 @@ class Client {
   // Has no deadline; ends with Cancel() or when the server stops.
   virtual std::unique_ptr<WatchStream> Watch(
       const std::vector<std::string>& collection_ids) = 0;
+  // Waits at most `timeout_ms` for the connection to the server to be up, starting an
+  // attempt if none is under way; whether it is. (Streams opened while it is down fail
+  // at once.)
+  virtual bool WaitForConnected(int timeout_ms) { return true; }
 };
 
 }  // namespace ferry::net
