@@ -6,11 +6,11 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <system_error>
 #include <vector>
 
+#include "src/core/file_util.h"
 #include "src/core/strings.h"
 
 namespace ferry::client {
@@ -30,22 +30,21 @@ constexpr size_t kDirsPerTreeMax = 1'000'000;
 // Reads of the event queue per Wait.
 constexpr int kReadsPerWaitMax = 16;
 
-absl::Status ErrnoStatus(int err, std::string_view what, std::string_view path) {
-  std::string text = StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOSPC) {
-    text +=
-        " (the limit fs.inotify.max_user_watches is reached; local changes are "
-        "found by the periodic rescan)";
-  }
-  return err == ENOENT || err == ENOTDIR ? absl::NotFoundError(text)
-                                         : absl::UnavailableError(text);
+// ErrnoStatus, saying what a full watch table means (inotify_add_watch's ENOSPC).
+absl::Status WatchError(int err, const std::string& path) {
+  absl::Status status = ErrnoStatus(err, "watch", path);
+  if (err != ENOSPC) return status;
+  return absl::Status(status.code(),
+                      StrCat(status.message(),
+                             " (the limit fs.inotify.max_user_watches is reached; local "
+                             "changes are found by the periodic rescan)"));
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FolderWatcher>> FolderWatcher::Create() {
   int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "inotify_init1", "");
+  if (fd < 0) return ErrnoStatus(errno, "inotify_init1", "for the folder watch");
   return std::unique_ptr<FolderWatcher>(new FolderWatcher(fd));
 }
 
@@ -62,7 +61,6 @@ absl::Status FolderWatcher::TakeError() {
 }
 
 absl::Status FolderWatcher::Watch(size_t folder, const std::string& root) {
-  folders_.insert(folder);
   // The root itself is followed, as the connector opens it; nothing below it is.
   std::error_code ec;
   fs::path resolved = fs::canonical(root, ec);
@@ -84,7 +82,7 @@ absl::Status FolderWatcher::AddTree(size_t folder, const std::string& dir) {
     int wd = ::inotify_add_watch(fd_, path.c_str(), kEvents);
     if (wd < 0) {
       if (errno == ENOENT || errno == ENOTDIR) continue;  // gone, or not a directory
-      return ErrnoStatus(errno, "watch", path);
+      return WatchError(errno, path);
     }
     dirs_[wd] = {folder, path};
     std::error_code ec;
@@ -116,7 +114,7 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
   pollfd p{fd_, POLLIN, 0};
   int ready = ::poll(&p, 1, timeout_ms);
   if (ready <= 0) {
-    if (ready < 0 && errno != EINTR) Note(ErrnoStatus(errno, "poll inotify", ""));
+    if (ready < 0 && errno != EINTR) Note(ErrnoStatus(errno, "poll", "the folder watch"));
     return changed;
   }
   alignas(inotify_event) char buffer[64 * (sizeof(inotify_event) + NAME_MAX + 1)];
@@ -128,7 +126,7 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
     ssize_t n = ::read(fd_, buffer, sizeof(buffer));
     if (n <= 0) {
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        Note(ErrnoStatus(errno, "read inotify", ""));
+        Note(ErrnoStatus(errno, "read", "the folder watch"));
       }
       break;
     }
@@ -136,7 +134,7 @@ std::set<size_t> FolderWatcher::Wait(int timeout_ms) {
       const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
       if (event->mask & IN_Q_OVERFLOW) {  // events were lost: any folder may have changed
-        changed.insert(folders_.begin(), folders_.end());
+        for (const auto& [folder, root] : roots_) changed.insert(folder);
         overflow = true;
         continue;
       }

@@ -55,7 +55,6 @@ class FolderWatcher {
 
   const int fd_;                                        // owned; the inotify instance
   std::map<int, std::pair<size_t, std::string>> dirs_;  // watch -> (folder, path)
-  std::set<size_t> folders_;                            // every folder watched
   std::vector<std::pair<size_t, std::string>> roots_;   // (folder, resolved root)
   absl::Status error_;
 };

@@ -3,14 +3,13 @@
 // link is never followed into another tree.
 #include "src/client/folder_watch.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/process.h"
 
 namespace ferry::client {
 namespace {
@@ -23,9 +22,6 @@ constexpr int kWaitMs = 10000;
 class FolderWatchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/ferry-folder-watch-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    base_ = pattern;
     fs::create_directories(base_ / "one" / "sub");
     fs::create_directories(base_ / "two");
     fs::create_directories(base_ / "outside");
@@ -35,12 +31,13 @@ class FolderWatchTest : public ::testing::Test {
     ASSERT_TRUE(watcher_->Watch(1, (base_ / "one").string()).ok());
     ASSERT_TRUE(watcher_->Watch(2, (base_ / "two").string()).ok());
   }
-  void TearDown() override { fs::remove_all(base_); }
-  // The folders reported by waits until one reports something (or the bound).
-  std::set<size_t> WaitForAny() {
+  // The folders reported by waits of `watcher` (default: watcher_) until one reports
+  // something (or the bound).
+  std::set<size_t> WaitForAny(FolderWatcher* watcher = nullptr) {
+    if (watcher == nullptr) watcher = watcher_.get();
     std::set<size_t> got;
     for (int waited = 0; got.empty() && waited < kWaitMs; waited += 100) {
-      got = watcher_->Wait(100);
+      got = watcher->Wait(100);
     }
     return got;
   }
@@ -50,7 +47,8 @@ class FolderWatchTest : public ::testing::Test {
     }
   }
 
-  fs::path base_;
+  ferry::testing::TempDir dir_;
+  const fs::path base_ = dir_.path();
   std::unique_ptr<FolderWatcher> watcher_;
 };
 
@@ -125,18 +123,11 @@ TEST_F(FolderWatchTest, ARootThatIsALinkIsFollowedButNothingBelowIt) {
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE((*other)->Watch(3, (base_ / "root-link").string()).ok());
   ASSERT_TRUE((*other)->Watch(5, (base_ / "two").string()).ok());
-  auto wait_for_any = [&] {
-    std::set<size_t> got;
-    for (int waited = 0; got.empty() && waited < kWaitMs; waited += 100) {
-      got = (*other)->Wait(100);
-    }
-    return got;
-  };
   std::ofstream(base_ / "outside" / "f.txt") << "x";  // behind a link inside the tree
   std::ofstream(base_ / "two" / "marker") << "x";
-  EXPECT_EQ(wait_for_any(), std::set<size_t>{5});
+  EXPECT_EQ(WaitForAny(other->get()), std::set<size_t>{5});
   std::ofstream(base_ / "elsewhere" / "g.txt") << "x";  // in the tree the root names
-  EXPECT_EQ(wait_for_any(), std::set<size_t>{3});
+  EXPECT_EQ(WaitForAny(other->get()), std::set<size_t>{3});
 }
 
 TEST_F(FolderWatchTest, AMissingFolderWatchesNothingAndIsNoError) {

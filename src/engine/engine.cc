@@ -130,8 +130,9 @@ class Cycle {
   absl::Status RecoverIntent();
   absl::Status AcquireLease();
   void ReleaseLease();
-  // One pass; sets *again when a race was lost and the cycle must run again.
-  absl::Status RunOnce(bool* again);
+  // One pass; sets *again when a race was lost and the cycle must run again. Only the
+  // first pass may skip the scan (SyncOptions::assume_unchanged).
+  absl::Status RunOnce(bool first, bool* again);
   absl::Status CheckMassDelete(const ItemMap& base, const ScanResult& scan);
   absl::StatusOr<Pulled> Pull(const ItemMap& base, uint64_t cursor);
   MergePlan Merge(const ItemMap& base, const ScanResult& scan, const Pulled& pulled);
@@ -162,9 +163,8 @@ class Cycle {
   uint64_t fencing_token_ = 0;
   int64_t lease_expires_ms_ = 0;
   uint64_t hlc_ = 0;
-  // The next cycle takes the shadow for the local data (SyncOptions::assume_unchanged).
-  bool assume_unchanged_ = options_.assume_unchanged;
-  bool scanned_unchanged_ = false;  // this cycle did
+  // This cycle took the shadow for the local data (SyncOptions::assume_unchanged).
+  bool scanned_unchanged_ = false;
 };
 
 uint64_t Cycle::NextHlc() {
@@ -658,21 +658,16 @@ absl::Status Cycle::ApplyLocal(const MergePlan& plan, const ScanResult& scan,
   };
   // What one action's outcome means for the sync.
   auto settle = [&](const LocalAction& a, const absl::StatusOr<std::string>& stamp) {
-    if (absl::IsAborted(stamp.status())) {
-      // Changed locally during the sync: merged next time, never overwritten.
-      deferred->insert(a.id);
-      if (a.kind == LocalAction::kMove) deferred->insert(a.from);
-      report_->deferred.push_back(a.id);
-      return absl::OkStatus();
-    }
     const bool refusal = absl::IsInvalidArgument(stamp.status()) ||
                          absl::IsFailedPrecondition(stamp.status()) ||
                          absl::IsPermissionDenied(stamp.status());
-    if (refusal && scanned_unchanged_) {
-      // What is in the way was not scanned (SyncOptions::assume_unchanged): it may be a
-      // local change, which the refusal would record as the base. Scan and try again.
+    // Changed locally during the sync: merged next time, never overwritten. So is a
+    // refusal by an object that was not scanned (SyncOptions::assume_unchanged): it
+    // may be a local change, which the refusal would record as the base.
+    if (absl::IsAborted(stamp.status()) || (refusal && scanned_unchanged_)) {
       deferred->insert(a.id);
       if (a.kind == LocalAction::kMove) deferred->insert(a.from);
+      report_->deferred.push_back(a.id);
       return absl::OkStatus();
     }
     if (refusal) {
@@ -788,23 +783,22 @@ bool AllStampsPlain(const StampMap& stamps) {
   return true;
 }
 
-absl::Status Cycle::RunOnce(bool* again) {
+absl::Status Cycle::RunOnce(bool first, bool* again) {
   *again = false;
   ItemMap base;
   StampMap base_stamps;
+  const bool may_skip_scan = first && options_.assume_unchanged;
   // The local walk runs while the shadow loads.
-  if (!assume_unchanged_) c_.connector->Prefetch();
+  if (!may_skip_scan) c_.connector->Prefetch();
   FERRY_RETURN_IF_ERROR(c_.shadow->Load(&base, &base_stamps));
   FERRY_ASSIGN_OR_RETURN(uint64_t cursor, c_.shadow->Cursor());
   FERRY_ASSIGN_OR_RETURN(uint64_t stored_hlc, c_.shadow->Hlc());
   hlc_ = std::max(hlc_, stored_hlc);
 
-  const bool unchanged = assume_unchanged_ && AllStampsPlain(base_stamps);
-  assume_unchanged_ = false;  // a cycle that runs again scans
-  scanned_unchanged_ = unchanged;
-  FERRY_ASSIGN_OR_RETURN(ScanResult scan,
-                         unchanged ? c_.connector->ScanUnchanged(base, base_stamps)
-                                   : c_.connector->Scan(base, base_stamps));
+  scanned_unchanged_ = may_skip_scan && AllStampsPlain(base_stamps);
+  FERRY_ASSIGN_OR_RETURN(
+      ScanResult scan, scanned_unchanged_ ? c_.connector->ScanUnchanged(base, base_stamps)
+                                          : c_.connector->Scan(base, base_stamps));
   // Items whose write was refused here, where the local object is still as it was
   // then (absent, or with the same stamp): not local edits (their version is in the
   // shadow; the object is what was there before it), so the write is tried again.
@@ -1068,7 +1062,7 @@ absl::Status Cycle::Run() {
   absl::Status status = RecoverIntent();
   for (int cycle = 0; status.ok() && cycle < kCyclesMax; ++cycle) {
     bool again = false;
-    status = RunOnce(&again);
+    status = RunOnce(/*first=*/cycle == 0, &again);
     if (status.ok() && !again) break;
     if (status.ok() && cycle + 1 == kCyclesMax) {
       status = absl::AbortedError("other devices kept appending; sync again");

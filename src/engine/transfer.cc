@@ -320,6 +320,17 @@ absl::StatusOr<std::string> EngineChunkSource::OpenOne(
   return plain;
 }
 
+absl::StatusOr<std::string> EngineChunkSource::OpenWithBase(const v1::ChunkRef& ref,
+                                                            std::string_view sealed,
+                                                            int depth) {
+  std::optional<std::string> base_id = seal::ChunkDeltaBase(sealed);
+  std::optional<std::string> base;
+  if (base_id.has_value()) {
+    FERRY_ASSIGN_OR_RETURN(base, ResolveBase(*base_id, depth));
+  }
+  return OpenOne(context_, ref, sealed, base);
+}
+
 absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
     const std::vector<v1::ChunkRef>& refs, SealedChunks sealed, int depth) {
   if (sealed.size() != refs.size()) {
@@ -328,12 +339,7 @@ absl::StatusOr<std::vector<std::string>> EngineChunkSource::Open(
   std::vector<std::string> out(refs.size());
   for (size_t j = 0; j < sealed.size(); ++j) {
     context_.report->pulled_bytes += sealed[j].second.size();
-    std::optional<std::string> base_id = seal::ChunkDeltaBase(sealed[j].second);
-    std::optional<std::string> base;
-    if (base_id.has_value()) {
-      FERRY_ASSIGN_OR_RETURN(base, ResolveBase(*base_id, depth));
-    }
-    FERRY_ASSIGN_OR_RETURN(out[j], OpenOne(context_, refs[j], sealed[j].second, base));
+    FERRY_ASSIGN_OR_RETURN(out[j], OpenWithBase(refs[j], sealed[j].second, depth));
     std::string().swap(sealed[j].second);
   }
   context_.report->downloaded_chunks += sealed.size();
@@ -388,14 +394,8 @@ absl::Status EngineChunkSource::Install(const std::vector<v1::ChunkRef>& wanted,
   context_.report->downloaded_chunks += fetched.chunks.size();
   for (size_t i = 0; i < wanted.size(); ++i) {
     std::string& data = fetched.chunks[i].second;
-    if (!fetched.opened[i]) {
-      std::optional<std::string> base_id = seal::ChunkDeltaBase(data);
-      if (!base_id.has_value()) {  // FetchAhead opened every other chunk
-        return absl::InternalError("a downloaded chunk was neither opened nor a delta");
-      }
-      FERRY_ASSIGN_OR_RETURN(std::string base, ResolveBase(*base_id, 0));
-      FERRY_ASSIGN_OR_RETURN(std::string plain, OpenOne(context_, wanted[i], data, base));
-      data = std::move(plain);
+    if (!fetched.opened[i]) {  // a delta: its base may be in local data
+      FERRY_ASSIGN_OR_RETURN(data, OpenWithBase(wanted[i], data, 0));
     }
     prefetched_[wanted[i].id()] = std::move(data);
   }

@@ -83,6 +83,9 @@ class EngineChunkSource final : public ChunkSource {
                                              const v1::ChunkRef& ref,
                                              std::string_view sealed,
                                              std::optional<std::string_view> base);
+  // OpenOne with the base of a delta resolved (ResolveBase; `depth` deltas deep).
+  absl::StatusOr<std::string> OpenWithBase(const v1::ChunkRef& ref,
+                                           std::string_view sealed, int depth);
   absl::StatusOr<std::vector<std::string>> Download(const std::vector<v1::ChunkRef>& refs,
                                                     int depth = 0);
   // The plaintext of the base of a delta chunk: local data, the cache, or the store.

@@ -785,14 +785,6 @@ absl::Status DiskRootDir::ReplaceSymlink(std::string_view rel, std::string_view 
   return Commit(parent, temp, rel, expect);
 }
 
-absl::Status DiskRootDir::MakeDir(std::string_view rel, uint32_t mode) const {
-  return MakeDirImpl(rel, mode, /*sync=*/true);
-}
-
-absl::Status DiskRootDir::MakeDirUnsynced(std::string_view rel, uint32_t mode) const {
-  return MakeDirImpl(rel, mode, /*sync=*/false);
-}
-
 absl::Status DiskRootDir::MakeDirImpl(std::string_view rel, uint32_t mode,
                                       bool sync) const {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));

@@ -309,10 +309,8 @@ absl::StatusOr<ScanResult> FilesConnector::ScanUnchanged(
   for (const auto& [id, stamp] : stamps) {
     if (!stamp.empty() && stamp.back() == kRacyMark) return Scan(synced, stamps);
   }
-  if (prefetched_.valid()) prefetched_.get();  // a walk that used root_
-  root_.reset();  // the folder may have been replaced or unmounted since
   // A folder that is gone: a real scan, which the mass-deletion guard then reads.
-  if (!Root().ok()) return Scan(synced, stamps);
+  if (!DataPresent()) return Scan(synced, stamps);
   FERRY_RETURN_IF_ERROR(StartScan());
   ScanResult result;
   for (const auto& [id, item] : synced) {
@@ -589,7 +587,6 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
   std::vector<std::pair<size_t, std::unique_ptr<RootDir::PendingFile>>> pending;
   // Directories made, and parents made by WriteTemp (even when it then failed), are
   // not flushed yet: the batch ends with a flush whenever it tried either.
-  std::vector<size_t> unsynced_dirs;
   bool unflushed = false;
   for (size_t i = 0; i < requests.size(); ++i) {
     const ApplyRequest& r = requests[i];
@@ -599,10 +596,7 @@ std::vector<absl::StatusOr<std::string>> FilesConnector::ApplyBatch(
     if (type != "file" || (was.has_value() && was->type == FileStat::kDir)) {
       results[i] = ApplyOne(r.id, r.expected_stamp, r.after, chunks,
                             /*sync_dirs=*/type != "dir");
-      if (type == "dir") {
-        unflushed = true;
-        if (results[i].ok()) unsynced_dirs.push_back(i);
-      }
+      unflushed |= type == "dir";
       continue;
     }
     absl::Status valid = ValidateRelativePath(r.id);

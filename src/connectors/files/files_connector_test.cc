@@ -45,6 +45,23 @@ std::string Noise(size_t size, uint64_t seed) {
 }
 
 // Every case runs on a folder on disk and on one in a MemFileSystem.
+// A directory item (mode 0755), and a symbolic link item.
+v1::Item Dir(const std::string& id) {
+  v1::Item item;
+  item.set_id(id);
+  engine::SetBytesField(&item, "type", "dir");
+  engine::SetBytesField(&item, "mode", "493");
+  return item;
+}
+v1::Item Link(const std::string& id, const std::string& target) {
+  v1::Item item;
+  item.set_id(id);
+  engine::SetBytesField(&item, "type", "symlink");
+  engine::SetBytesField(&item, "mode", "0");
+  engine::SetBytesField(&item, "target", target);
+  return item;
+}
+
 class FilesConnectorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -121,14 +138,6 @@ class FilesConnectorTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<FilesConnector> Make(std::optional<bool> case_insensitive) {
     return std::make_unique<FilesConnector>(Options(case_insensitive), &hasher_,
                                             ChunkerSeed(hasher_));
-  }
-
-  static v1::Item Dir(const std::string& id) {
-    v1::Item item;
-    item.set_id(id);
-    engine::SetBytesField(&item, "type", "dir");
-    engine::SetBytesField(&item, "mode", "493");
-    return item;
   }
 
   std::string root_;
@@ -378,14 +387,10 @@ TEST_F(FilesConnectorMemTest, DiskFullLeavesTheTargetAsItWas) {
 // it flushes them before it reports, so no later operation reported done rests on a
 // directory a crash would take away.
 TEST_F(FilesConnectorMemTest, ABatchFlushesTheDirectoriesItMadeEvenWhenItsWritesFail) {
-  v1::Item dir;
-  dir.set_id("made/new");
-  engine::SetBytesField(&dir, "type", "dir");
-  engine::SetBytesField(&dir, "mode", "493");
+  v1::Item dir = Dir("made/new");
   // Expected to exist as scanned (a stamp of f.txt's): it does not, so the write is
   // refused, after its parents were made.
-  v1::Item file = dir;
-  file.set_id("parents/of/f.txt");
+  v1::Item file = Dir("parents/of/f.txt");
   engine::SetBytesField(&file, "type", "file");
   v1::Field content;
   content.set_name("content");
@@ -409,6 +414,20 @@ TEST_F(FilesConnectorMemTest, ABatchFlushesTheDirectoriesItMadeEvenWhenItsWrites
   ASSERT_TRUE(results[0].ok()) << results[0].status();
   mem_.Crash();
   EXPECT_TRUE(mem_.Stat("/sync/made/new")->has_value());
+}
+
+// When the batch's flush fails, nothing in the batch is reported done: a link made
+// (and synced in its own directory) under a directory the batch made unflushed is not
+// durable either.
+TEST_F(FilesConnectorMemTest, AFailedBatchFlushFailsEveryItemOfTheBatch) {
+  v1::Item dir = Dir("d");
+  v1::Item link = Link("d/l", "elsewhere");
+  // The link's own directory sync passes (skip 1); the batch's SyncAll fails.
+  mem_.InjectFault({.op = FsOp::kSync, .path_prefix = "/sync", .skip = 1});
+  auto results = connector_->ApplyBatch({{"d", "", &dir}, {"d/l", "", &link}}, nullptr);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_FALSE(results[0].ok());
+  EXPECT_FALSE(results[1].ok()) << "reported done, though d may vanish in a crash";
 }
 
 // A directory removed, replaced or chmod'ed since it was scanned is a local change: a
@@ -459,11 +478,7 @@ TEST_P(FilesConnectorTest, ALinkOrFileReplacesAnEmptyDirectoryOnly) {
   v1::Item dir = Dir("d");
   auto made = connector->Apply("d", "", &dir, nullptr);
   ASSERT_TRUE(made.ok()) << made.status();
-  v1::Item link;
-  link.set_id("d");
-  engine::SetBytesField(&link, "type", "symlink");
-  engine::SetBytesField(&link, "mode", "0");
-  engine::SetBytesField(&link, "target", "/elsewhere");
+  v1::Item link = Link("d", "/elsewhere");
   auto linked = connector->Apply("d", *made, &link, nullptr);
   ASSERT_TRUE(linked.ok()) << linked.status();
   ASSERT_TRUE(StatRaw("d").has_value());

@@ -190,12 +190,6 @@ class MemRootDir final : public RootDir {
                            int64_t mtime_ns, const Expect& expect) const override;
   absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
                               const Expect& expect) const override;
-  absl::Status MakeDir(std::string_view rel, uint32_t mode) const override {
-    return MakeDirImpl(rel, mode, /*sync=*/true);
-  }
-  absl::Status MakeDirUnsynced(std::string_view rel, uint32_t mode) const override {
-    return MakeDirImpl(rel, mode, /*sync=*/false);
-  }
   absl::Status Remove(std::string_view rel, const Expect& expect) const override;
   absl::Status Rename(std::string_view from, std::string_view to,
                       const Expect& from_expect, const Expect& to_expect) const override;
@@ -226,7 +220,7 @@ class MemRootDir final : public RootDir {
   // directory. REQUIRES: mu_ held.
   absl::StatusOr<MemParent> Parent(std::string_view rel, bool create,
                                    bool sync = true) const;
-  absl::Status MakeDirImpl(std::string_view rel, uint32_t mode, bool sync) const;
+  absl::Status MakeDirImpl(std::string_view rel, uint32_t mode, bool sync) const override;
   // The target must not be a directory and `expect` must hold. REQUIRES: mu_ held.
   absl::Status CheckTarget(const MemParent& parent, std::string_view rel,
                            const Expect& expect) const;

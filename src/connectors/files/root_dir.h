@@ -191,10 +191,14 @@ class RootDir {
   // Creates the directory `rel` and missing parents (parents with mode 0755), then
   // sets its permission bits to `mode & 0777` (also when it already existed).
   // FAILED_PRECONDITION when `rel` or a parent exists and is not a directory.
-  virtual absl::Status MakeDir(std::string_view rel, uint32_t mode) const = 0;
+  absl::Status MakeDir(std::string_view rel, uint32_t mode) const {
+    return MakeDirImpl(rel, mode, /*sync=*/true);
+  }
   // MakeDir without flushing, for batches: the directories it creates are durable once
   // SyncAll returns.
-  virtual absl::Status MakeDirUnsynced(std::string_view rel, uint32_t mode) const = 0;
+  absl::Status MakeDirUnsynced(std::string_view rel, uint32_t mode) const {
+    return MakeDirImpl(rel, mode, /*sync=*/false);
+  }
 
   // Removes the file, symbolic link or empty directory `rel` after checking `expect`
   // (ABORTED when it does not hold; a change in the short time between the check and
@@ -249,6 +253,11 @@ class RootDir {
   virtual absl::StatusOr<std::optional<FileStat>> CommitTemp(
       PendingFile& pending, const Expect& expect) const = 0;
   virtual absl::Status SyncAll() const = 0;
+
+ protected:
+  // MakeDir, flushing what it creates when `sync`.
+  virtual absl::Status MakeDirImpl(std::string_view rel, uint32_t mode,
+                                   bool sync) const = 0;
 };
 
 // Checks shared by the implementations, so that both refuse alike.
