@@ -31,7 +31,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build/release}
 ferryd="$build/src/server/ferryd"
 ferry="$build/src/cli/ferry"
-for b in "$ferryd" "$ferry"; do
+count_proxy="$build/bench/count_proxy"
+for b in "$ferryd" "$ferry" "$count_proxy"; do
   [ -x "$b" ] || { echo "error: $b is missing: make build PRESET=release" >&2; exit 1; }
 done
 QUICK=${QUICK:-0}
@@ -104,67 +105,6 @@ hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_note=""
 
 # --- helpers in python3 --------------------------------------------------------------
-cat >"$work/proxy.py" <<'PY'
-# Counting TCP proxy on 127.0.0.1: proxy.py PORTFILE TARGET_PORT STATSFILE.
-# SIGUSR1 writes "seq up down active" to STATSFILE (up = client -> server bytes).
-import asyncio, os, signal, sys
-port_file, target_port, stats = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-up = down = active = seq = 0
-
-async def pump(reader, writer, is_up):
-    global up, down
-    try:
-        while True:
-            data = await reader.read(1 << 16)
-            if not data:
-                break
-            if is_up:
-                up += len(data)
-            else:
-                down += len(data)
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError, RuntimeError):
-        writer.close()
-
-async def handle(creader, cwriter):
-    global active
-    active += 1
-    try:
-        sreader, swriter = await asyncio.open_connection('127.0.0.1', target_port)
-    except OSError:
-        cwriter.close()
-        active -= 1
-        return
-    try:
-        await asyncio.gather(pump(creader, swriter, True), pump(sreader, cwriter, False))
-    finally:
-        swriter.close()
-        cwriter.close()
-        active -= 1
-
-def dump():
-    global seq
-    seq += 1
-    with open(stats + '.tmp', 'w') as f:
-        f.write(f'{seq} {up} {down} {active}\n')
-    os.replace(stats + '.tmp', stats)
-
-async def main():
-    server = await asyncio.start_server(handle, '127.0.0.1', 0)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
-    dump()
-    with open(port_file + '.tmp', 'w') as f:
-        f.write(f'{server.sockets[0].getsockname()[1]}\n')
-    os.replace(port_file + '.tmp', port_file)
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-PY
-
 cat >"$work/plan.py" <<'PY'
 # plan.py SRC PLAN_DIR SEED: makes the edited files once (PLAN_DIR/edits, same relative
 # paths) and the lists of what scenarios 3-5 do: edited.txt, rename.txt, delete.txt, info.
@@ -545,7 +485,7 @@ cut -f3 "$work/data/info" | head -n 5 | sed 's/^/  /' >&2
 # start_proxy NAME TARGET_PORT: sets ${NAME}_proxy_pid and ${NAME}_proxy_port.
 start_proxy() {
   local name=$1
-  start_bg "proxy-$name" python3 "$work/proxy.py" "$work/$name.proxyport" "$2" "$work/$name.proxystats"
+  start_bg "proxy-$name" "$count_proxy" "$work/$name.proxyport" "$2" "$work/$name.proxystats"
   for _ in $(seq 100); do [ -s "$work/$name.proxyport" ] && break; sleep 0.1; done
   [ -s "$work/$name.proxyport" ] || die "the $name proxy did not start"
   printf -v "${name}_proxy_pid" '%s' "$last_pid"
@@ -867,7 +807,8 @@ Notes:
   flush, Syncthing fsyncs files it writes. **rsync + sync** is rsync into an emptied B followed
   by \`sync\`, the comparable number for scenario 1. Every timed step starts after a \`sync\`.
 - **bytes** (TCP payload, TLS included where the tool uses it): ferry and Unison: counted by a
-  TCP proxy on 127.0.0.1 in front of ferryd and of the Unison server, up = client to server,
+  TCP proxy on 127.0.0.1 in front of ferryd and of the Unison server (bench/count_proxy,
+  which moves the bytes with splice(2) and so costs little CPU), up = client to server,
   down = server to client; for ferry both devices' connections added up (A uploads to ferryd,
   B downloads from it: by design the data crosses the wire twice, A → ferryd → B).
   rsync: \`--stats\` total bytes sent (up) and received (down). Syncthing: A's connection

@@ -99,9 +99,11 @@ class Connector {
   }
 
   // Calls `sink` with every chunk of content field `field` of local item `item`, in
-  // order, reading the local data again. FAILED_PRECONDITION when the data no longer
-  // matches the item (it changed since the scan). Called from several threads at once
-  // (the engine seals and uploads on every core), after Scan.
+  // order, reading the local data again. Every chunk given to `sink` has been checked
+  // to hash to its ChunkRef's id (the engine seals it under that id without hashing it
+  // again); FAILED_PRECONDITION when the data no longer matches the item (it changed
+  // since the scan). Called from several threads at once (the engine seals and uploads
+  // on every core), after Scan.
   virtual absl::Status ReadContent(
       const v1::Item& item, const std::string& field,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) = 0;

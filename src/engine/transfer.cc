@@ -108,8 +108,9 @@ absl::Status OtherChunksAnswered() {
 }
 
 // Seals a chunk for upload: as a delta when its base is in the cache and that is
-// smaller, else whole. Every uploaded chunk's signatures go into the cache for its next
-// edit, and the plaintext of an edited one (one with a base).
+// smaller, else whole. `plain` hashes to `id` (Connector::ReadContent checked it).
+// Every uploaded chunk's signatures go into the cache for its next edit, and the
+// plaintext of an edited one (one with a base).
 absl::StatusOr<seal::SealedChunk> SealForUpload(
     const TransferContext& c, const std::map<std::string, std::string>& delta_base,
     const std::string& id, std::string_view plain) {
@@ -128,7 +129,7 @@ absl::StatusOr<seal::SealedChunk> SealForUpload(
                                          base->second, *signatures);
     }
   }
-  if (!sealed.ok()) sealed = seal::SealChunk(*c.key, *c.hasher, c.collection_id, plain);
+  if (!sealed.ok()) sealed = seal::SealChunkWithId(*c.key, c.collection_id, id, plain);
   if (sealed.ok() && c.cache != nullptr) {
     // Best effort, as in Open; and as there, plaintext only for an edited chunk.
     if (base != delta_base.end()) (void)c.cache->Put(sealed->id, plain);

@@ -825,13 +825,24 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
                                       const ContentHasher& hasher,
                                       std::string_view collection_id,
                                       std::string_view plaintext) {
+  return SealChunkWithId(key, collection_id, hasher.ChunkId(plaintext), plaintext);
+}
+
+absl::StatusOr<SealedChunk> SealChunkWithId(const CollectionKey& key,
+                                            std::string_view collection_id,
+                                            std::string_view id,
+                                            std::string_view plaintext) {
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
   if (plaintext.size() > kChunkBytesMax) {
     return absl::InvalidArgumentError(
         StrCat("chunk of ", plaintext.size(), " bytes, more than ", kChunkBytesMax));
   }
+  if (id.size() != kChunkIdBytes) {
+    return absl::InvalidArgumentError(
+        StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
+  }
   SealedChunk chunk;
-  chunk.id = hasher.ChunkId(plaintext);
+  chunk.id = std::string(id);
   auto [compression, payload] = MaybeCompress(plaintext);
   std::string header;
   header.push_back(static_cast<char>(kChunkVersion));

@@ -193,6 +193,13 @@ absl::StatusOr<SealedChunk> SealChunk(const CollectionKey& key,
                                       const ContentHasher& hasher,
                                       std::string_view collection_id,
                                       std::string_view plaintext);
+// The same for a chunk whose id the caller has just computed from these very bytes
+// (ContentHasher::ChunkId), so that they are not hashed a second time. The id is bound
+// to the sealed bytes as given: a wrong one makes a chunk that opens nowhere.
+absl::StatusOr<SealedChunk> SealChunkWithId(const CollectionKey& key,
+                                            std::string_view collection_id,
+                                            std::string_view id,
+                                            std::string_view plaintext);
 
 // Seals `plaintext` as a delta against another chunk of the collection that the
 // receiver is likely to have (the chunk it replaces in an edited file): zstd with

@@ -547,6 +547,25 @@ TEST_F(SealTest, ChunkRoundTrips) {
   EXPECT_LT(small->data.size(), 1000u);
 }
 
+TEST_F(SealTest, ChunkSealedWithItsIdGivenOpensUnderThatIdOnly) {
+  const std::string plain = Repeat('z', 50000) + RandomBytes(1000);
+  const std::string id = hasher_.ChunkId(plain);
+  absl::StatusOr<SealedChunk> chunk = SealChunkWithId(key_, cid_, id, plain);
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(chunk->id, id);
+  absl::StatusOr<std::string> opened = OpenChunk(key_, hasher_, cid_, id, chunk->data);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(*opened, plain);
+  // An id that is not the content's seals, but the chunk then opens nowhere.
+  const std::string other = hasher_.ChunkId("other");
+  absl::StatusOr<SealedChunk> wrong = SealChunkWithId(key_, cid_, other, plain);
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  EXPECT_EQ(OpenChunk(key_, hasher_, cid_, other, wrong->data).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(SealChunkWithId(key_, cid_, "short", plain).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(SealTest, OversizedChunkRejectedAtSeal) {
   EXPECT_EQ(
       SealChunk(key_, hasher_, cid_, Repeat('x', kChunkBytesMax + 1)).status().code(),

@@ -1,5 +1,6 @@
 #include "src/connectors/files/files_connector.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cassert>
 #include <ctime>
@@ -457,21 +458,29 @@ absl::Status FilesConnector::ReadContent(
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader,
                          root->OpenForRead(item.id()));
-  int index = 0;
-  const v1::ContentRef& ref = content->content();
-  FERRY_ASSIGN_OR_RETURN(
-      uint64_t size,
-      chunk::ChunkStream(ReadFnOf(*reader), chunker_, [&](std::string_view chunk) {
-        if (index >= ref.chunks_size() ||
-            hasher_->ChunkId(chunk) != ref.chunks(index).id()) {
-          return absl::FailedPreconditionError(
-              StrCat(item.id(), " changed since the scan"));
-        }
-        return sink(ref.chunks(index++), chunk);
-      }));
-  if (index != ref.chunks_size() || size != ref.size()) {
+  const auto changed = [&] {
     return absl::FailedPreconditionError(StrCat(item.id(), " changed since the scan"));
+  };
+  // The file is read in the scan's cuts, not chunked again: the bytes are the item's
+  // exactly when each piece hashes to its id and the file ends after the last.
+  const v1::ContentRef& ref = content->content();
+  size_t largest = 1;
+  uint64_t total = 0;
+  for (const v1::ChunkRef& chunk : ref.chunks()) {
+    if (chunk.size() > kChunkBytesMax) return changed();
+    largest = std::max<size_t>(largest, chunk.size());
+    total += chunk.size();
   }
+  if (total != ref.size()) return changed();
+  auto buffer = std::make_unique_for_overwrite<char[]>(largest);
+  for (const v1::ChunkRef& chunk : ref.chunks()) {
+    FERRY_ASSIGN_OR_RETURN(size_t n, reader->Read(buffer.get(), chunk.size()));
+    const std::string_view piece(buffer.get(), n);
+    if (n != chunk.size() || hasher_->ChunkId(piece) != chunk.id()) return changed();
+    FERRY_RETURN_IF_ERROR(sink(chunk, piece));
+  }
+  FERRY_ASSIGN_OR_RETURN(size_t more, reader->Read(buffer.get(), 1));
+  if (more != 0) return changed();
   return absl::OkStatus();
 }
 
@@ -499,7 +508,7 @@ absl::Status FilesConnector::WriteContent(FileWriter& out, const v1::ContentRef&
       window.push_back(content.chunks(next++));
     }
     FERRY_ASSIGN_OR_RETURN(std::vector<std::string> data, chunks->Fetch(window));
-    for (const std::string& piece : data) FERRY_RETURN_IF_ERROR(out.Append(piece));
+    FERRY_RETURN_IF_ERROR(out.AppendAll(data));
   }
   return absl::OkStatus();
 }

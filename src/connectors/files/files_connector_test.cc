@@ -236,6 +236,33 @@ TEST_P(FilesConnectorTest, ScanReadContentAndApplyRoundTrip) {
   EXPECT_FALSE(Exists("moved.bin"));
 }
 
+TEST_P(FilesConnectorTest, ReadContentRefusesAFileChangedSinceTheScan) {
+  const std::string big = Noise(300'000, 11);
+  std::string flipped = big;
+  flipped[200'000] ^= 1;  // same size, one byte in a later chunk
+  const std::vector<std::string> changes = {flipped, big + "more", big.substr(0, 250'000),
+                                            ""};
+  for (const std::string& change : changes) {
+    WriteRaw("big.bin", big);
+    auto connector = Make(false);
+    auto scan = connector->Scan({}, {});
+    ASSERT_TRUE(scan.ok()) << scan.status();
+    const v1::Item item = *scan->items["big.bin"].item;
+    ASSERT_GT(engine::FindField(item, "content")->content().chunks_size(), 1);
+    WriteRaw("big.bin", change);
+    // Whatever reaches the sink before the change is found is the scanned bytes.
+    size_t offset = 0;
+    absl::Status read = connector->ReadContent(
+        item, "content", [&](const v1::ChunkRef& ref, std::string_view data) {
+          EXPECT_EQ(ref.size(), data.size());
+          EXPECT_TRUE(data == std::string_view(big).substr(offset, ref.size()));
+          offset += ref.size();
+          return absl::OkStatus();
+        });
+    EXPECT_TRUE(absl::IsFailedPrecondition(read)) << change.size() << ": " << read;
+  }
+}
+
 TEST_P(FilesConnectorTest, BatchWritesAndChangeSinceScanIsAborted) {
   WriteRaw("a.txt", "version one");
   auto connector = Make(false);

@@ -337,6 +337,32 @@ TEST_P(RootDirTest, WriteReadRoundTripKeepsModeAndMtime) {
   EXPECT_EQ(MustStat("a/b").type, FileStat::kDir);
 }
 
+TEST_P(RootDirTest, AppendAllWritesEveryPieceInOrder) {
+  // More pieces than one gathered write takes (IOV_MAX, 1024), empty ones among them,
+  // and pieces that end inside a page, so that pages are shared by pieces.
+  std::vector<std::string> pieces;
+  std::string expected;
+  for (int i = 0; i < 2500; ++i) {
+    std::string piece(i % 7 == 0 ? 0 : 1 + (i * 977) % 5000,
+                      static_cast<char>('a' + i % 26));
+    expected += piece;
+    pieces.push_back(std::move(piece));
+  }
+  ASSERT_TRUE(root_
+                  ->ReplaceFile("deep/er/file.bin",
+                                [&](FileWriter& out) { return out.AppendAll(pieces); },
+                                0644, kMtimeNs, {})
+                  .ok());
+  absl::StatusOr<std::unique_ptr<FileReader>> reader =
+      root_->OpenForRead("deep/er/file.bin");
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string read(expected.size() + 1, '\0');
+  absl::StatusOr<size_t> n = (*reader)->Read(read.data(), read.size());
+  ASSERT_TRUE(n.ok()) << n.status();
+  read.resize(*n);
+  EXPECT_EQ(read, expected);
+}
+
 TEST_P(RootDirTest, ReplaceIsANewFile) {
   ASSERT_TRUE(Write("f", "old contents").ok());
   FileStat before = MustStat("f");
@@ -394,7 +420,8 @@ TEST_P(RootDirTest, TwoPhaseBatchWritesAndChecksAtCommit) {
   EXPECT_EQ(Read("a"), "old a");  // nothing is in place before the commit
   ASSERT_TRUE(root_->SyncAll().ok());
   WriteRaw(P("b"), "edited by the user meanwhile");
-  absl::StatusOr<std::optional<FileStat>> committed = root_->CommitTemp(**pa, Unchanged(a));
+  absl::StatusOr<std::optional<FileStat>> committed =
+      root_->CommitTemp(**pa, Unchanged(a));
   ASSERT_TRUE(committed.ok()) << committed.status();
   // The stat it returns is the file now in place.
   ASSERT_TRUE(committed->has_value());
