@@ -98,14 +98,16 @@ class Connector {
     return Scan(synced, stamps);
   }
 
-  // Calls `sink` with every chunk of content field `field` of local item `item`, in
-  // order, reading the local data again. Every chunk given to `sink` has been checked
-  // to hash to its ChunkRef's id (the engine seals it under that id without hashing it
-  // again); FAILED_PRECONDITION when the data no longer matches the item (it changed
-  // since the scan). Called from several threads at once (the engine seals and uploads
-  // on every core), after Scan.
+  // Calls `sink` with chunks [begin, end) of content field `field` of local item
+  // `item`, in order, reading the local data again; when `end` is the number of chunks,
+  // the data must end there too. Every chunk given to `sink` has been checked to hash
+  // to its ChunkRef's id (the engine seals it under that id without hashing it again);
+  // FAILED_PRECONDITION when the data no longer matches the item (it changed since the
+  // scan), INVALID_ARGUMENT for a range outside the chunk list. Called from several
+  // threads at once, also for one item (the engine seals and uploads parts of a large
+  // content on every core), after Scan.
   virtual absl::Status ReadContent(
-      const v1::Item& item, const std::string& field,
+      const v1::Item& item, const std::string& field, int begin, int end,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) = 0;
 
   // Reads `size` bytes at `offset` of content field `field` of the local object `id`

@@ -18,6 +18,8 @@ namespace {
 constexpr int kDeltaDepthMax = 8;
 // Sealed bytes per PutChunks call; a call holds at most this much in memory.
 constexpr size_t kUploadBatchBytesMax = 4u << 20;
+// A content is read and sealed in parts of about this many bytes, each by one worker.
+constexpr uint64_t kUploadPartBytes = 4u << 20;
 
 // The ids the store lacks among `ids`, asked in bounded batches.
 absl::StatusOr<std::set<std::string>> MissingChunks(const TransferContext& c,
@@ -149,20 +151,35 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
   FERRY_ASSIGN_OR_RETURN(std::set<std::string> missing, MissingChunks(c, ids));
   if (missing.empty()) return absl::OkStatus();
 
-  // The items holding missing chunks are read, sealed and uploaded on every core;
-  // each chunk is claimed by the first worker that reaches it.
-  std::vector<std::pair<const LocalItem*, std::string>> work;  // item, content field
-  std::set<std::string> queued;
+  // The items holding missing chunks are read, sealed and uploaded on every core, a
+  // large content in parts (so that one large file does not leave the other cores
+  // idle); each chunk is claimed by the first worker that reaches it.
+  struct Work {
+    const LocalItem* item;
+    std::string field;
+    int begin, end;  // chunks [begin, end) of the field's content
+  };
+  std::vector<Work> work;
+  std::set<std::string> queued;  // item id + '\0' + field
   for (const v1::Op& op : ops) {
     auto it = local.find(OpTarget(op));
     if (it == local.end()) continue;
     for (const v1::Field& field : it->second.item->fields()) {
       if (!field.has_content()) continue;
+      if (!queued.insert(it->first + '\0' + field.name()).second) continue;
+      const v1::ContentRef& content = field.content();
+      int begin = 0;
+      uint64_t bytes = 0;
       bool wanted = false;
-      for (const v1::ChunkRef& ref : field.content().chunks())
-        wanted |= missing.contains(ref.id());
-      if (wanted && queued.insert(it->first + '\0' + field.name()).second) {
-        work.emplace_back(&it->second, field.name());
+      for (int i = 0; i < content.chunks_size(); ++i) {
+        wanted |= missing.contains(content.chunks(i).id());
+        bytes += content.chunks(i).size();
+        if (bytes >= kUploadPartBytes || i + 1 == content.chunks_size()) {
+          if (wanted) work.push_back({&it->second, field.name(), begin, i + 1});
+          begin = i + 1;
+          bytes = 0;
+          wanted = false;
+        }
       }
     }
   }
@@ -190,9 +207,10 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
     };
     absl::Status status;
     for (size_t i = next++; status.ok() && i < work.size() && !failed(); i = next++) {
-      const v1::Item& item = *work[i].first->item;
+      const v1::Item& item = *work[i].item->item;
       status = c.connector->ReadContent(
-          item, work[i].second, [&](const v1::ChunkRef& ref, std::string_view plain) {
+          item, work[i].field, work[i].begin, work[i].end,
+          [&](const v1::ChunkRef& ref, std::string_view plain) {
             {
               std::lock_guard lock(mu);
               if (missing.erase(ref.id()) == 0) return absl::OkStatus();  // claimed

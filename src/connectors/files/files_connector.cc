@@ -449,12 +449,17 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
 }
 
 absl::Status FilesConnector::ReadContent(
-    const v1::Item& item, const std::string& field,
+    const v1::Item& item, const std::string& field, int begin, int end,
     const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) {
   FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
   const v1::Field* content = engine::FindField(item, field);
   if (content == nullptr || !content->has_content()) {
     return absl::InvalidArgumentError(StrCat(item.id(), " has no content field ", field));
+  }
+  const v1::ContentRef& ref = content->content();
+  if (begin < 0 || begin > end || end > ref.chunks_size()) {
+    return absl::InvalidArgumentError(
+        StrCat(item.id(), ": chunks [", begin, ", ", end, ") of ", ref.chunks_size()));
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader,
                          root->OpenForRead(item.id()));
@@ -463,24 +468,30 @@ absl::Status FilesConnector::ReadContent(
   };
   // The file is read in the scan's cuts, not chunked again: the bytes are the item's
   // exactly when each piece hashes to its id and the file ends after the last.
-  const v1::ContentRef& ref = content->content();
-  size_t largest = 1;
+  uint64_t offset = 0;
   uint64_t total = 0;
-  for (const v1::ChunkRef& chunk : ref.chunks()) {
+  size_t largest = 1;
+  for (int i = 0; i < ref.chunks_size(); ++i) {
+    const v1::ChunkRef& chunk = ref.chunks(i);
     if (chunk.size() > kChunkBytesMax) return changed();
-    largest = std::max<size_t>(largest, chunk.size());
+    if (i < begin) offset += chunk.size();
+    if (i >= begin && i < end) largest = std::max<size_t>(largest, chunk.size());
     total += chunk.size();
   }
   if (total != ref.size()) return changed();
   auto buffer = std::make_unique_for_overwrite<char[]>(largest);
-  for (const v1::ChunkRef& chunk : ref.chunks()) {
-    FERRY_ASSIGN_OR_RETURN(size_t n, reader->Read(buffer.get(), chunk.size()));
+  for (int i = begin; i < end; ++i) {
+    const v1::ChunkRef& chunk = ref.chunks(i);
+    FERRY_ASSIGN_OR_RETURN(size_t n, reader->ReadAt(offset, buffer.get(), chunk.size()));
     const std::string_view piece(buffer.get(), n);
     if (n != chunk.size() || hasher_->ChunkId(piece) != chunk.id()) return changed();
     FERRY_RETURN_IF_ERROR(sink(chunk, piece));
+    offset += n;
   }
-  FERRY_ASSIGN_OR_RETURN(size_t more, reader->Read(buffer.get(), 1));
-  if (more != 0) return changed();
+  if (end == ref.chunks_size()) {
+    FERRY_ASSIGN_OR_RETURN(size_t more, reader->ReadAt(offset, buffer.get(), 1));
+    if (more != 0) return changed();
+  }
   return absl::OkStatus();
 }
 

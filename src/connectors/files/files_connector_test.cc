@@ -35,6 +35,11 @@ class MapChunks final : public ChunkSource {
 };
 
 // Bytes that cut into several chunks.
+// The number of chunks of a file item's content.
+int Chunks(const v1::Item& item) {
+  return engine::FindField(item, "content")->content().chunks_size();
+}
+
 std::string Noise(size_t size, uint64_t seed) {
   std::string out(size, '\0');
   for (char& c : out) {
@@ -210,7 +215,7 @@ TEST_P(FilesConnectorTest, ScanReadContentAndApplyRoundTrip) {
   MapChunks chunks;
   std::string read;
   ASSERT_TRUE(connector
-                  ->ReadContent(item, "content",
+                  ->ReadContent(item, "content", 0, Chunks(item),
                                 [&](const v1::ChunkRef& ref, std::string_view data) {
                                   chunks.chunks[ref.id()] = std::string(data);
                                   read += data;
@@ -236,6 +241,37 @@ TEST_P(FilesConnectorTest, ScanReadContentAndApplyRoundTrip) {
   EXPECT_FALSE(Exists("moved.bin"));
 }
 
+TEST_P(FilesConnectorTest, ReadContentInParts) {
+  const std::string big = Noise(300'000, 13);
+  WriteRaw("big.bin", big);
+  auto connector = Make(false);
+  auto scan = connector->Scan({}, {});
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  const v1::Item item = *scan->items["big.bin"].item;
+  const int n = Chunks(item);
+  ASSERT_GE(n, 3);
+  auto read = [&](int begin, int end, std::string* out) {
+    return connector->ReadContent(item, "content", begin, end,
+                                  [&](const v1::ChunkRef&, std::string_view data) {
+                                    out->append(data);
+                                    return absl::OkStatus();
+                                  });
+  };
+  std::string parts;
+  for (auto [begin, end] : {std::pair{0, 1}, {1, 1}, {1, n - 1}, {n - 1, n}}) {
+    ASSERT_TRUE(read(begin, end, &parts).ok()) << begin << ".." << end;
+  }
+  EXPECT_EQ(parts, big);
+  std::string ignored;
+  EXPECT_TRUE(absl::IsInvalidArgument(read(-1, 1, &ignored)));
+  EXPECT_TRUE(absl::IsInvalidArgument(read(2, 1, &ignored)));
+  EXPECT_TRUE(absl::IsInvalidArgument(read(0, n + 1, &ignored)));
+  // Bytes appended since the scan: only the part that ends the content sees them.
+  WriteRaw("big.bin", big + "more");
+  EXPECT_TRUE(read(0, n - 1, &ignored).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(read(n - 1, n, &ignored)));
+}
+
 TEST_P(FilesConnectorTest, ReadContentRefusesAFileChangedSinceTheScan) {
   const std::string big = Noise(300'000, 11);
   std::string flipped = big;
@@ -253,7 +289,8 @@ TEST_P(FilesConnectorTest, ReadContentRefusesAFileChangedSinceTheScan) {
     // Whatever reaches the sink before the change is found is the scanned bytes.
     size_t offset = 0;
     absl::Status read = connector->ReadContent(
-        item, "content", [&](const v1::ChunkRef& ref, std::string_view data) {
+        item, "content", 0, Chunks(item),
+        [&](const v1::ChunkRef& ref, std::string_view data) {
           EXPECT_EQ(ref.size(), data.size());
           EXPECT_TRUE(data == std::string_view(big).substr(offset, ref.size()));
           offset += ref.size();
@@ -273,7 +310,8 @@ TEST_P(FilesConnectorTest, BatchWritesAndChangeSinceScanIsAborted) {
   MapChunks chunks;
   for (const char* id : {"ok.txt", "a.txt"}) {
     ASSERT_TRUE(connector
-                    ->ReadContent(*scan->items[id].item, "content",
+                    ->ReadContent(*scan->items[id].item, "content", 0,
+                                  Chunks(*scan->items[id].item),
                                   [&](const v1::ChunkRef& ref, std::string_view data) {
                                     chunks.chunks[ref.id()] = std::string(data);
                                     return absl::OkStatus();
