@@ -77,9 +77,11 @@ void Pump(Pair* pair, bool is_up) {
   std::atomic<uint64_t>& counter = is_up ? up_bytes : down_bytes;
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) Die("pipe2");
+  bool failed = false;
   for (;;) {
     ssize_t n = splice(from, nullptr, pipe_fds[1], nullptr, 1 << 16, SPLICE_F_MOVE);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0) failed = true;
     if (n <= 0) break;
     counter.fetch_add(static_cast<uint64_t>(n));
     ssize_t left = n;
@@ -90,11 +92,20 @@ void Pump(Pair* pair, bool is_up) {
       if (m <= 0) break;
       left -= m;
     }
-    if (left > 0) break;
+    if (left > 0) {
+      failed = true;
+      break;
+    }
   }
   close(pipe_fds[0]);
   close(pipe_fds[1]);
-  shutdown(to, SHUT_WR);  // the other side sees this one's end, as with a direct link
+  if (failed) {
+    // A reset or a broken link: both directions end, as they would on a direct link.
+    shutdown(from, SHUT_RDWR);
+    shutdown(to, SHUT_RDWR);
+  } else {
+    shutdown(to, SHUT_WR);  // the other side sees this one's end
+  }
   EndDirection(pair);
 }
 

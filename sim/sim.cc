@@ -287,10 +287,10 @@ class FaultyConnector final : public Connector {
     return real_->ScanUnchanged(synced, stamps);
   }
   absl::Status ReadContent(
-      const v1::Item& item, const std::string& field, int begin, int end,
+      const v1::Item& item, const std::string& field, const ContentPart& part,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink)
       override {
-    return real_->ReadContent(item, field, begin, end, sink);
+    return real_->ReadContent(item, field, part, sink);
   }
   absl::StatusOr<std::string> ReadRange(const std::string& id, const std::string& field,
                                         uint64_t offset, uint32_t size) override {

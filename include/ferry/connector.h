@@ -53,6 +53,13 @@ class ChunkSource {
       const std::vector<v1::ChunkRef>& refs) = 0;
 };
 
+// A run of chunks of one content: chunks [begin, end), the first at byte `offset`.
+struct ContentPart {
+  int begin = 0;
+  int end = 0;
+  uint64_t offset = 0;
+};
+
 class Connector {
  public:
   virtual ~Connector() = default;
@@ -98,16 +105,18 @@ class Connector {
     return Scan(synced, stamps);
   }
 
-  // Calls `sink` with chunks [begin, end) of content field `field` of local item
-  // `item`, in order, reading the local data again; when `end` is the number of chunks,
-  // the data must end there too. Every chunk given to `sink` has been checked to hash
+  // Calls `sink` with chunks [part.begin, part.end) of content field `field` of local
+  // item `item`, in order, reading the local data again from `part.offset` (the sizes of
+  // the chunks before `begin` added up); when `end` is the number of chunks, the data
+  // must end there too. Every chunk given to `sink` has been checked to hash
   // to its ChunkRef's id (the engine seals it under that id without hashing it again);
   // FAILED_PRECONDITION when the data no longer matches the item (it changed since the
-  // scan), INVALID_ARGUMENT for a range outside the chunk list. Called from several
+  // scan, or `offset` is not the part's), INVALID_ARGUMENT for a range outside the
+  // chunk list. Called from several
   // threads at once, also for one item (the engine seals and uploads parts of a large
   // content on every core), after Scan.
   virtual absl::Status ReadContent(
-      const v1::Item& item, const std::string& field, int begin, int end,
+      const v1::Item& item, const std::string& field, const ContentPart& part,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) = 0;
 
   // Reads `size` bytes at `offset` of content field `field` of the local object `id`

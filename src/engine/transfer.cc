@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -116,6 +117,8 @@ absl::Status OtherChunksAnswered() {
 absl::StatusOr<seal::SealedChunk> SealForUpload(
     const TransferContext& c, const std::map<std::string, std::string>& delta_base,
     const std::string& id, std::string_view plain) {
+  // The contract the sealing below relies on, checked where checks are cheap enough.
+  assert(c.hasher->ChunkId(plain) == id);
   absl::StatusOr<seal::SealedChunk> sealed = absl::NotFoundError("no base");
   auto base = delta_base.find(id);
   if (base != delta_base.end()) {
@@ -157,7 +160,7 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
   struct Work {
     const LocalItem* item;
     std::string field;
-    int begin, end;  // chunks [begin, end) of the field's content
+    ContentPart part;
   };
   std::vector<Work> work;
   std::set<std::string> queued;  // item id + '\0' + field
@@ -168,15 +171,16 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
       if (!field.has_content()) continue;
       if (!queued.insert(it->first + '\0' + field.name()).second) continue;
       const v1::ContentRef& content = field.content();
-      int begin = 0;
-      uint64_t bytes = 0;
+      ContentPart part;
+      uint64_t bytes = 0;  // in `part`
       bool wanted = false;
       for (int i = 0; i < content.chunks_size(); ++i) {
         wanted |= missing.contains(content.chunks(i).id());
         bytes += content.chunks(i).size();
         if (bytes >= kUploadPartBytes || i + 1 == content.chunks_size()) {
-          if (wanted) work.push_back({&it->second, field.name(), begin, i + 1});
-          begin = i + 1;
+          part.end = i + 1;
+          if (wanted) work.push_back({&it->second, field.name(), part});
+          part = {.begin = i + 1, .end = i + 1, .offset = part.offset + bytes};
           bytes = 0;
           wanted = false;
         }
@@ -209,7 +213,7 @@ absl::Status UploadMissingChunks(const TransferContext& c, const std::vector<v1:
     for (size_t i = next++; status.ok() && i < work.size() && !failed(); i = next++) {
       const v1::Item& item = *work[i].item->item;
       status = c.connector->ReadContent(
-          item, work[i].field, work[i].begin, work[i].end,
+          item, work[i].field, work[i].part,
           [&](const v1::ChunkRef& ref, std::string_view plain) {
             {
               std::lock_guard lock(mu);

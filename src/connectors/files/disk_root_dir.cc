@@ -196,6 +196,7 @@ absl::StatusOr<Fd> OpenChildDir(int dirfd, const std::string& name, bool create,
 // component may be a symbolic link and the path may not leave the root. An invalid Fd
 // for any failure, which the caller answers by walking the path itself.
 Fd OpenBeneath(int root_fd, const std::string& rel) {
+#ifdef SYS_openat2
   static std::atomic<bool> unavailable{false};
   if (unavailable.load(std::memory_order_relaxed)) return Fd();
   struct open_how how = {};
@@ -206,13 +207,18 @@ Fd OpenBeneath(int root_fd, const std::string& rel) {
     unavailable.store(true, std::memory_order_relaxed);
   }
   return Fd(static_cast<int>(fd));
+#else
+  (void)root_fd;
+  (void)rel;
+  return Fd();
+#endif
 }
 
-// Opens the directory that holds the last component of the valid path `rel`, walking
-// from `root_fd` one component at a time; missing directories are created if
-// `create`, each made durable at once unless `sync` is false (the caller then calls
-// syncfs before relying on them). NOT_FOUND when one is missing, FAILED_PRECONDITION
-// when one is not a directory (or is a symbolic link).
+// Opens the directory that holds the last component of the valid path `rel`: with
+// OpenBeneath, or else walking from `root_fd` one component at a time; missing
+// directories are created if `create`, each made durable at once unless `sync` is false
+// (the caller then calls syncfs before relying on them). NOT_FOUND when one is missing,
+// FAILED_PRECONDITION when one is not a directory (or is a symbolic link).
 absl::StatusOr<Parent> OpenParent(int root_fd, std::string_view rel, bool create,
                                   bool sync = true) {
   Parent parent;
@@ -344,7 +350,7 @@ class DiskWriter final : public FileWriter {
     while (!data.empty()) {
       ssize_t n = ::write(fd_, data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus(errno, "write", rel_);
+      if (n <= 0) return ErrnoStatus(n < 0 ? errno : EIO, "write", rel_);
       assert(static_cast<size_t>(n) <= data.size());
       data.remove_prefix(static_cast<size_t>(n));
     }
@@ -364,7 +370,7 @@ class DiskWriter final : public FileWriter {
       if (iov.empty()) break;
       ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(iov.size()));
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus(errno, "write", rel_);
+      if (n <= 0) return ErrnoStatus(n < 0 ? errno : EIO, "write", rel_);
       // Drops what was written: whole entries, then the front of a partial one.
       size_t done = static_cast<size_t>(n);
       size_t whole = 0;

@@ -449,7 +449,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
 }
 
 absl::Status FilesConnector::ReadContent(
-    const v1::Item& item, const std::string& field, int begin, int end,
+    const v1::Item& item, const std::string& field, const ContentPart& part,
     const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink) {
   FERRY_ASSIGN_OR_RETURN(RootDir * root, Root());
   const v1::Field* content = engine::FindField(item, field);
@@ -457,9 +457,9 @@ absl::Status FilesConnector::ReadContent(
     return absl::InvalidArgumentError(StrCat(item.id(), " has no content field ", field));
   }
   const v1::ContentRef& ref = content->content();
-  if (begin < 0 || begin > end || end > ref.chunks_size()) {
-    return absl::InvalidArgumentError(
-        StrCat(item.id(), ": chunks [", begin, ", ", end, ") of ", ref.chunks_size()));
+  if (part.begin < 0 || part.begin > part.end || part.end > ref.chunks_size()) {
+    return absl::InvalidArgumentError(StrCat(item.id(), ": chunks [", part.begin, ", ",
+                                             part.end, ") of ", ref.chunks_size()));
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader,
                          root->OpenForRead(item.id()));
@@ -467,20 +467,17 @@ absl::Status FilesConnector::ReadContent(
     return absl::FailedPreconditionError(StrCat(item.id(), " changed since the scan"));
   };
   // The file is read in the scan's cuts, not chunked again: the bytes are the item's
-  // exactly when each piece hashes to its id and the file ends after the last.
-  uint64_t offset = 0;
-  uint64_t total = 0;
+  // exactly when each piece hashes to its id and the file ends after the last. Only
+  // the part's own chunks are looked at, so reading a large content in parts costs
+  // no more than reading it whole.
   size_t largest = 1;
-  for (int i = 0; i < ref.chunks_size(); ++i) {
-    const v1::ChunkRef& chunk = ref.chunks(i);
-    if (chunk.size() > kChunkBytesMax) return changed();
-    if (i < begin) offset += chunk.size();
-    if (i >= begin && i < end) largest = std::max<size_t>(largest, chunk.size());
-    total += chunk.size();
+  for (int i = part.begin; i < part.end; ++i) {
+    if (ref.chunks(i).size() > kChunkBytesMax) return changed();
+    largest = std::max<size_t>(largest, ref.chunks(i).size());
   }
-  if (total != ref.size()) return changed();
   auto buffer = std::make_unique_for_overwrite<char[]>(largest);
-  for (int i = begin; i < end; ++i) {
+  uint64_t offset = part.offset;
+  for (int i = part.begin; i < part.end; ++i) {
     const v1::ChunkRef& chunk = ref.chunks(i);
     FERRY_ASSIGN_OR_RETURN(size_t n, reader->ReadAt(offset, buffer.get(), chunk.size()));
     const std::string_view piece(buffer.get(), n);
@@ -488,7 +485,8 @@ absl::Status FilesConnector::ReadContent(
     FERRY_RETURN_IF_ERROR(sink(chunk, piece));
     offset += n;
   }
-  if (end == ref.chunks_size()) {
+  if (part.end == ref.chunks_size()) {
+    if (offset != ref.size()) return changed();
     FERRY_ASSIGN_OR_RETURN(size_t more, reader->ReadAt(offset, buffer.get(), 1));
     if (more != 0) return changed();
   }

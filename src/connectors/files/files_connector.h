@@ -59,7 +59,7 @@ class FilesConnector final : public Connector {
       const std::map<std::string, ItemPtr>& synced,
       const std::map<std::string, std::string>& stamps) override;
   absl::Status ReadContent(
-      const v1::Item& item, const std::string& field, int begin, int end,
+      const v1::Item& item, const std::string& field, const ContentPart& part,
       const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>& sink)
       override;
   absl::StatusOr<std::string> ReadRange(const std::string& id, const std::string& field,

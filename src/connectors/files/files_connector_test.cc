@@ -34,12 +34,21 @@ class MapChunks final : public ChunkSource {
   std::map<std::string, std::string> chunks;
 };
 
-// Bytes that cut into several chunks.
 // The number of chunks of a file item's content.
 int Chunks(const v1::Item& item) {
   return engine::FindField(item, "content")->content().chunks_size();
 }
 
+// Chunks [begin, end) of a file item's content, with their offset.
+ContentPart Part(const v1::Item& item, int begin, int end) {
+  ContentPart part{.begin = begin, .end = end};
+  for (int i = 0; i < begin; ++i) {
+    part.offset += engine::FindField(item, "content")->content().chunks(i).size();
+  }
+  return part;
+}
+
+// Bytes that cut into several chunks.
 std::string Noise(size_t size, uint64_t seed) {
   std::string out(size, '\0');
   for (char& c : out) {
@@ -215,7 +224,7 @@ TEST_P(FilesConnectorTest, ScanReadContentAndApplyRoundTrip) {
   MapChunks chunks;
   std::string read;
   ASSERT_TRUE(connector
-                  ->ReadContent(item, "content", 0, Chunks(item),
+                  ->ReadContent(item, "content", Part(item, 0, Chunks(item)),
                                 [&](const v1::ChunkRef& ref, std::string_view data) {
                                   chunks.chunks[ref.id()] = std::string(data);
                                   read += data;
@@ -251,7 +260,10 @@ TEST_P(FilesConnectorTest, ReadContentInParts) {
   const int n = Chunks(item);
   ASSERT_GE(n, 3);
   auto read = [&](int begin, int end, std::string* out) {
-    return connector->ReadContent(item, "content", begin, end,
+    ContentPart part = Part(item, std::max(begin, 0), std::max(begin, end));
+    part.begin = begin;
+    part.end = end;
+    return connector->ReadContent(item, "content", part,
                                   [&](const v1::ChunkRef&, std::string_view data) {
                                     out->append(data);
                                     return absl::OkStatus();
@@ -266,6 +278,12 @@ TEST_P(FilesConnectorTest, ReadContentInParts) {
   EXPECT_TRUE(absl::IsInvalidArgument(read(-1, 1, &ignored)));
   EXPECT_TRUE(absl::IsInvalidArgument(read(2, 1, &ignored)));
   EXPECT_TRUE(absl::IsInvalidArgument(read(0, n + 1, &ignored)));
+  // An offset that is not the part's reads other bytes, which do not hash to the ids.
+  ContentPart shifted = Part(item, 1, 2);
+  shifted.offset += 1;
+  EXPECT_TRUE(absl::IsFailedPrecondition(connector->ReadContent(
+      item, "content", shifted,
+      [](const v1::ChunkRef&, std::string_view) { return absl::OkStatus(); })));
   // Bytes appended since the scan: only the part that ends the content sees them.
   WriteRaw("big.bin", big + "more");
   EXPECT_TRUE(read(0, n - 1, &ignored).ok());
@@ -289,7 +307,7 @@ TEST_P(FilesConnectorTest, ReadContentRefusesAFileChangedSinceTheScan) {
     // Whatever reaches the sink before the change is found is the scanned bytes.
     size_t offset = 0;
     absl::Status read = connector->ReadContent(
-        item, "content", 0, Chunks(item),
+        item, "content", Part(item, 0, Chunks(item)),
         [&](const v1::ChunkRef& ref, std::string_view data) {
           EXPECT_EQ(ref.size(), data.size());
           EXPECT_TRUE(data == std::string_view(big).substr(offset, ref.size()));
@@ -309,14 +327,15 @@ TEST_P(FilesConnectorTest, BatchWritesAndChangeSinceScanIsAborted) {
   const LocalItem a = scan->items["a.txt"];
   MapChunks chunks;
   for (const char* id : {"ok.txt", "a.txt"}) {
-    ASSERT_TRUE(connector
-                    ->ReadContent(*scan->items[id].item, "content", 0,
-                                  Chunks(*scan->items[id].item),
-                                  [&](const v1::ChunkRef& ref, std::string_view data) {
-                                    chunks.chunks[ref.id()] = std::string(data);
-                                    return absl::OkStatus();
-                                  })
-                    .ok());
+    ASSERT_TRUE(
+        connector
+            ->ReadContent(*scan->items[id].item, "content",
+                          Part(*scan->items[id].item, 0, Chunks(*scan->items[id].item)),
+                          [&](const v1::ChunkRef& ref, std::string_view data) {
+                            chunks.chunks[ref.id()] = std::string(data);
+                            return absl::OkStatus();
+                          })
+            .ok());
   }
   // The user edits a.txt between the scan and the apply.
   WriteRaw("a.txt", "edited meanwhile");

@@ -20,7 +20,8 @@
 //
 // A RootDir is thread-compatible and its methods are const: concurrent calls are safe,
 // but two calls that change the same path race as they would in any program.
-// Walking a path needs read permission on each directory in it. Calls are per file or
+// Walking a path needs search permission on each directory in it, and read
+// permission too where the kernel lacks openat2 (disk_root_dir.cc). Calls are per file or
 // per buffer, never per byte, so the cost of a virtual call does not show.
 #ifndef FERRY_CONNECTORS_FILES_ROOT_DIR_H_
 #define FERRY_CONNECTORS_FILES_ROOT_DIR_H_

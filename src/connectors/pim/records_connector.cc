@@ -300,7 +300,7 @@ absl::StatusOr<ScanResult> RecordsConnector::Scan(
 }
 
 absl::Status RecordsConnector::ReadContent(
-    const v1::Item& item, const std::string& field, int, int,
+    const v1::Item& item, const std::string& field, const ContentPart&,
     const std::function<absl::Status(const v1::ChunkRef&, std::string_view)>&) {
   return absl::FailedPreconditionError(
       StrCat("record ", item.id(), " has no content field ", field));
