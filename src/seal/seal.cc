@@ -107,6 +107,14 @@ absl::Status CheckCollectionId(std::string_view collection_id) {
   return absl::OkStatus();
 }
 
+absl::Status CheckChunkId(std::string_view id) {
+  if (id.size() != kChunkIdBytes) {
+    return absl::InvalidArgumentError(
+        StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
+  }
+  return absl::OkStatus();
+}
+
 SecretKey DeriveSubkey(const SecretKey& root, uint64_t id, const char* context) {
   SecretKey out;
   int rc = crypto_kdf_derive_from_key(out.data(), kKeyBytes, id, context, root.data());
@@ -286,12 +294,7 @@ absl::Status CheckChunkIds(const std::vector<std::string>& chunk_ids) {
                                              " chunks, more than ",
                                              kEnvelopeChunkIdsMax));
   }
-  for (const std::string& id : chunk_ids) {
-    if (id.size() != kChunkIdBytes) {
-      return absl::InvalidArgumentError(
-          StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
-    }
-  }
+  for (const std::string& id : chunk_ids) FERRY_RETURN_IF_ERROR(CheckChunkId(id));
   return absl::OkStatus();
 }
 
@@ -837,10 +840,7 @@ absl::StatusOr<SealedChunk> SealChunkWithId(const CollectionKey& key,
     return absl::InvalidArgumentError(
         StrCat("chunk of ", plaintext.size(), " bytes, more than ", kChunkBytesMax));
   }
-  if (id.size() != kChunkIdBytes) {
-    return absl::InvalidArgumentError(
-        StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
-  }
+  FERRY_RETURN_IF_ERROR(CheckChunkId(id));
   SealedChunk chunk;
   chunk.id = std::string(id);
   auto [compression, payload] = MaybeCompress(plaintext);
@@ -894,10 +894,7 @@ absl::StatusOr<std::string> DecompressAgainst(std::string_view frame,
 absl::Status CheckChunkArgs(std::string_view collection_id, std::string_view id,
                             std::string_view sealed) {
   FERRY_RETURN_IF_ERROR(CheckCollectionId(collection_id));
-  if (id.size() != kChunkIdBytes) {
-    return absl::InvalidArgumentError(
-        StrCat("chunk id of ", id.size(), " bytes, want ", kChunkIdBytes));
-  }
+  FERRY_RETURN_IF_ERROR(CheckChunkId(id));
   if (sealed.size() > kSealedChunkBytesMax) {
     return absl::InvalidArgumentError(StrCat("sealed chunk of ", sealed.size(),
                                              " bytes, more than ", kSealedChunkBytesMax));

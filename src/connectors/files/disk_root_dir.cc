@@ -20,6 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -347,38 +348,35 @@ class DiskWriter final : public FileWriter {
  public:
   DiskWriter(int fd, std::string_view rel) : fd_(fd), rel_(rel) {}
   absl::Status Append(std::string_view data) override {
-    while (!data.empty()) {
-      ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return ErrnoStatus(n < 0 ? errno : EIO, "write", rel_);
-      assert(static_cast<size_t>(n) <= data.size());
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
+    iovec one{const_cast<char*>(data.data()), data.size()};
+    return WriteAll(std::span<iovec>(&one, data.empty() ? 0 : 1));
   }
   absl::Status AppendAll(const std::vector<std::string>& pieces) override {
     std::vector<iovec> iov;
-    iov.reserve(std::min<size_t>(pieces.size(), IOV_MAX));
-    size_t next = 0;  // the first piece not yet in `iov`
-    while (next < pieces.size() || !iov.empty()) {
-      while (next < pieces.size() && iov.size() < IOV_MAX) {
-        const std::string& piece = pieces[next++];
-        if (!piece.empty()) {
-          iov.push_back({const_cast<char*>(piece.data()), piece.size()});
-        }
-      }
-      if (iov.empty()) break;
-      ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(iov.size()));
+    iov.reserve(pieces.size());
+    for (const std::string& piece : pieces) {
+      if (!piece.empty()) iov.push_back({const_cast<char*>(piece.data()), piece.size()});
+    }
+    return WriteAll(iov);
+  }
+
+ private:
+  // Writes every byte `iov` points to (no entry empty), at most IOV_MAX entries a call;
+  // `iov` is changed as it is written.
+  absl::Status WriteAll(std::span<iovec> iov) {
+    while (!iov.empty()) {
+      const int count = static_cast<int>(std::min<size_t>(iov.size(), IOV_MAX));
+      ssize_t n = ::writev(fd_, iov.data(), count);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return ErrnoStatus(n < 0 ? errno : EIO, "write", rel_);
       // Drops what was written: whole entries, then the front of a partial one.
       size_t done = static_cast<size_t>(n);
-      size_t whole = 0;
-      while (whole < iov.size() && done >= iov[whole].iov_len)
-        done -= iov[whole++].iov_len;
-      iov.erase(iov.begin(), iov.begin() + static_cast<std::ptrdiff_t>(whole));
+      while (!iov.empty() && done >= iov.front().iov_len) {
+        done -= iov.front().iov_len;
+        iov = iov.subspan(1);
+      }
       if (done > 0) {
-        assert(!iov.empty() && done < iov.front().iov_len);
+        assert(!iov.empty());
         iov.front().iov_base = static_cast<char*>(iov.front().iov_base) + done;
         iov.front().iov_len -= done;
       }
@@ -386,7 +384,6 @@ class DiskWriter final : public FileWriter {
     return absl::OkStatus();
   }
 
- private:
   const int fd_;
   const std::string_view rel_;
 };
