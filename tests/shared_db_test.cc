@@ -413,6 +413,39 @@ TEST_F(SharedDatabaseTest, DatabaseRestartGivesErrorsThenRecovers) {
   EXPECT_EQ(seen, *last) << "the watch on server 2 did not hear of the last append";
 }
 
+// Each ferryd remembers a device it read for a second (src/server/auth.h): the
+// instance that revokes a device refuses it at once, and every other instance once its
+// entry is a second old. The bound here is that second plus slack for a loaded machine.
+TEST_F(SharedDatabaseTest, ARevocationReachesTheOtherInstances) {
+  StartServers(url_);
+  std::unique_ptr<Device> laptop = AliceOn(0, "laptop");
+  std::unique_ptr<Device> phone = AliceOn(1, "phone");
+  ASSERT_NE(laptop, nullptr);
+  ASSERT_NE(phone, nullptr);
+  auto created = laptop->CreateCollection("notes", "pim");
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string id = created->collection_id;
+  ASSERT_TRUE(phone->client().Head(id).ok());  // instance 1 now remembers the phone
+  ASSERT_TRUE(laptop->client().RevokeDevice(phone->state().device_id).ok());
+  const Clock::time_point revoked = Clock::now();
+  absl::Status last;
+  for (int i = 0; i < 100000 && Clock::now() - revoked < std::chrono::seconds(10); ++i) {
+    last = phone->client().Head(id).status();
+    if (!last.ok()) break;
+  }
+  EXPECT_TRUE(absl::IsUnauthenticated(last)) << last;
+  std::printf("refused by the other instance %.0f ms after the revocation\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - revoked).count());
+  // And it stays refused, on every instance.
+  for (int server = 0; server < kServers; ++server) {
+    auto again = net::Client::Connect({servers_[server]->address(),
+                                       phone->client().server_cert_pem(), "",
+                                       phone->state().token});
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(absl::IsUnauthenticated((*again)->Head(id).status())) << server;
+  }
+}
+
 TEST_F(SharedDatabaseTest, ConfigFileChoosesTheBackend) {
   std::ofstream(dir_ / "ferryd.toml") << "backend = \"" << url_ << "\"\n"
                                       << "db_connections = 3\n";

@@ -4,6 +4,7 @@
 #define FERRY_SERVER_AUTH_H_
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,7 +25,16 @@ class Authenticator {
 
   // The calling device, from `authorization: Bearer <token>` metadata. UNAUTHENTICATED
   // when the token is absent, malformed, unknown or revoked.
+  //
+  // A device read from the backend is remembered for kDeviceCacheMs, so that a device
+  // making many calls costs one database read a second, not one per call. Forget()
+  // makes a revocation through this ferryd take effect at once; one made through
+  // another ferryd sharing the database takes effect here within kDeviceCacheMs.
   absl::StatusOr<DeviceRecord> Authenticate(const grpc::ServerContext& context);
+  static constexpr int64_t kDeviceCacheMs = 1000;
+
+  // Drops what is remembered of `device_id`: call once its revocation is committed.
+  void Forget(std::string_view device_id);
 
   // The collection, when `device` may reach it. PERMISSION_DENIED when it belongs to
   // another account or does not exist (the two are not told apart).
@@ -39,8 +49,21 @@ class Authenticator {
  private:
   Backend* const backend_;
   Clock* const clock_;
+  struct CachedDevice {
+    DeviceRecord device;  // never a revoked one
+    int64_t read_ms = 0;  // when it was read from the backend
+  };
+  // The device of `token_hash` when it was read less than kDeviceCacheMs ago.
+  std::optional<DeviceRecord> Cached(const std::string& token_hash, int64_t now_ms);
+  // Remembers `device`, read at `read_ms` after Forgets() returned `forgets`, unless
+  // Forget() was called since.
+  void Remember(const DeviceRecord& device, int64_t read_ms, uint64_t forgets);
+  uint64_t Forgets();
+
   std::mutex mu_;
-  std::unordered_map<std::string, std::string> owners_;  // collection -> account; mu_
+  std::unordered_map<std::string, std::string> owners_;    // collection -> account; mu_
+  std::unordered_map<std::string, CachedDevice> devices_;  // by token hash; mu_
+  uint64_t forgets_ = 0;  // calls of Forget(); guarded by mu_
 };
 
 }  // namespace ferry::server

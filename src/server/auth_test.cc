@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "gtest/gtest.h"
 #include "src/seal/seal.h"
@@ -19,10 +20,18 @@ class ManualClock final : public Clock {
   int64_t now_ms = 1'700'000'000'000;
 };
 
-// TouchDevice answers `touch` (when not OK) without writing; counts the calls.
+// TouchDevice answers `touch` (when not OK) without writing; counts the calls, and the
+// device reads, running `during_read` (when set) while a read is in progress.
 class TouchFaults final : public BackendWrapper {
  public:
   using BackendWrapper::BackendWrapper;
+  absl::StatusOr<DeviceRecord> GetDeviceByTokenHash(
+      std::string_view token_hash) override {
+    ++reads;
+    absl::StatusOr<DeviceRecord> read = BackendWrapper::GetDeviceByTokenHash(token_hash);
+    if (during_read) during_read();
+    return read;
+  }
   absl::Status TouchDevice(std::string_view device_id, int64_t now_ms) override {
     ++touches;
     if (!touch.ok()) return touch;
@@ -30,6 +39,8 @@ class TouchFaults final : public BackendWrapper {
   }
   absl::Status touch;
   int touches = 0;
+  int reads = 0;
+  std::function<void()> during_read;
 };
 
 class AuthenticatorTest : public ::testing::Test {
@@ -103,6 +114,67 @@ TEST_F(AuthenticatorTest, AFailedTouchDoesNotRefuseTheCall) {
   // A wrong token is still refused, touch or not.
   EXPECT_EQ(Call(auth, seal::NewToken()).status().code(),
             absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(AuthenticatorTest, ADeviceIsReadOncePerCacheInterval) {
+  Authenticator auth(faults_.get(), &clock_);
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<DeviceRecord> me = Call(auth, token_);
+    ASSERT_TRUE(me.ok()) << me.status();
+    EXPECT_EQ(me->device_id, device_.device_id);
+  }
+  EXPECT_EQ(faults_->reads, 1);
+  clock_.now_ms += Authenticator::kDeviceCacheMs - 1;
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(faults_->reads, 1);
+  clock_.now_ms += 1;  // the entry is kDeviceCacheMs old: read again
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(faults_->reads, 2);
+  clock_.now_ms -= 10;  // a clock that goes back does not stretch an entry's life
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(faults_->reads, 3);
+  // Unknown tokens are never remembered: each costs its read, and each is refused.
+  const std::string unknown = seal::NewToken();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Call(auth, unknown).status().code(), absl::StatusCode::kUnauthenticated);
+  }
+  EXPECT_EQ(faults_->reads, 6);
+}
+
+TEST_F(AuthenticatorTest, ARevocationThroughThisServerIsAtOnce) {
+  Authenticator auth(faults_.get(), &clock_);
+  ASSERT_TRUE(Call(auth, token_).ok());
+  ASSERT_TRUE(backend_->RevokeDevice(device_.account_id, device_.device_id).ok());
+  auth.Forget(device_.device_id);
+  absl::StatusOr<DeviceRecord> me = Call(auth, token_);
+  EXPECT_EQ(me.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(me.status().message().find("revoked"), std::string::npos) << me.status();
+}
+
+// Another ferryd on the same database revoked the device: this one does not hear of
+// it, and refuses the token once its entry is kDeviceCacheMs old.
+TEST_F(AuthenticatorTest, ARevocationElsewhereIsSeenWithinTheCacheInterval) {
+  Authenticator auth(faults_.get(), &clock_);
+  ASSERT_TRUE(Call(auth, token_).ok());
+  ASSERT_TRUE(backend_->RevokeDevice(device_.account_id, device_.device_id).ok());
+  clock_.now_ms += Authenticator::kDeviceCacheMs;
+  EXPECT_EQ(Call(auth, token_).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Call(auth, token_).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+// A read that began before a revocation committed must not be remembered after
+// Forget(): it would let the revoked device in for another kDeviceCacheMs.
+TEST_F(AuthenticatorTest, AReadOverlappingAForgetIsNotRemembered) {
+  Authenticator auth(faults_.get(), &clock_);
+  faults_->during_read = [&] {
+    faults_->during_read = nullptr;
+    ASSERT_TRUE(backend_->RevokeDevice(device_.account_id, device_.device_id).ok());
+    auth.Forget(device_.device_id);
+  };
+  // This call read the device before the revocation, so it is let in once.
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(Call(auth, token_).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(faults_->reads, 2);
 }
 
 }  // namespace

@@ -227,7 +227,9 @@ grpc::Status ManageService::RevokeDevice(grpc::ServerContext* context,
                                          v1::Empty*) {
   absl::StatusOr<DeviceRecord> me = auth_->Authenticate(*context);
   if (!me.ok()) return rpc::ToGrpc(me.status());
-  return rpc::ToGrpc(backend_->RevokeDevice(me->account_id, request->device_id()));
+  absl::Status revoked = backend_->RevokeDevice(me->account_id, request->device_id());
+  if (revoked.ok()) auth_->Forget(request->device_id());
+  return rpc::ToGrpc(revoked);
 }
 
 grpc::Status ManageService::CreateCollection(grpc::ServerContext* context,
