@@ -17,6 +17,8 @@ constexpr int64_t kTouchIntervalMs = 60 * 1000;
 // starts over when full.
 constexpr size_t kOwnersCachedMax = 1 << 16;
 constexpr size_t kDevicesCachedMax = 1 << 16;
+// Revocations remembered for reads that overlapped them; cleared when full.
+constexpr size_t kForgottenMax = 1 << 12;
 
 }  // namespace
 
@@ -32,10 +34,11 @@ absl::StatusOr<DeviceRecord> Authenticator::Authenticate(
     return absl::UnauthenticatedError("malformed authorization header");
   }
   std::string token_hash = seal::HashToken(value.substr(kBearer.size()));
-  int64_t now_ms = clock_->NowMs();
-  std::optional<DeviceRecord> device = Cached(token_hash, now_ms);
+  const int64_t now_ms = clock_->NowMs();
+  const int64_t age_from_ms = clock_->MonotonicMs();
+  std::optional<DeviceRecord> device = Cached(token_hash, age_from_ms);
   if (!device.has_value()) {
-    uint64_t forgets = Forgets();
+    const uint64_t begun = BeginRead();
     absl::StatusOr<DeviceRecord> read = backend_->GetDeviceByTokenHash(token_hash);
     if (absl::IsNotFound(read.status())) {
       return absl::UnauthenticatedError("unknown device token: log in again");
@@ -44,7 +47,7 @@ absl::StatusOr<DeviceRecord> Authenticator::Authenticate(
     if (read->revoked) {
       return absl::UnauthenticatedError("this device was revoked: log in again");
     }
-    Remember(*read, now_ms, forgets);
+    Remember(*read, age_from_ms, begun);
     device = *std::move(read);
   }
   if (now_ms - device->last_seen_ms >= kTouchIntervalMs) {
@@ -66,35 +69,56 @@ std::optional<DeviceRecord> Authenticator::Cached(const std::string& token_hash,
   std::lock_guard lock(mu_);
   auto it = devices_.find(token_hash);
   if (it == devices_.end()) return std::nullopt;
-  // A clock that went back also makes the entry stale.
-  int64_t age_ms = now_ms - it->second.read_ms;
+  const int64_t age_ms = now_ms - it->second.read_ms;
   if (age_ms < 0 || age_ms >= kDeviceCacheMs) {
-    devices_.erase(it);
+    EraseLocked(token_hash);
     return std::nullopt;
   }
   return it->second.device;
 }
 
-uint64_t Authenticator::Forgets() {
+uint64_t Authenticator::BeginRead() {
   std::lock_guard lock(mu_);
-  return forgets_;
+  return ++reads_;
 }
 
-void Authenticator::Remember(const DeviceRecord& device, int64_t read_ms,
-                             uint64_t forgets) {
+void Authenticator::Remember(const DeviceRecord& device, int64_t read_ms, uint64_t read) {
   std::lock_guard lock(mu_);
-  // A Forget() since the read may be of this device, read before its revocation.
-  if (forgets != forgets_) return;
-  if (devices_.size() >= kDevicesCachedMax) devices_.clear();
+  // Forgotten after this read began: the read may be from before the revocation.
+  if (read <= forgotten_before_) return;
+  auto forgotten = forgotten_.find(device.device_id);
+  if (forgotten != forgotten_.end() && read <= forgotten->second) return;
+  if (devices_.size() >= kDevicesCachedMax) {
+    devices_.clear();
+    token_of_.clear();
+  }
+  auto [old, fresh] = token_of_.try_emplace(device.device_id, device.token_hash);
+  if (!fresh && old->second != device.token_hash) {
+    devices_.erase(old->second);
+    old->second = device.token_hash;
+  }
   devices_.insert_or_assign(device.token_hash, CachedDevice{device, read_ms});
+}
+
+void Authenticator::EraseLocked(const std::string& token_hash) {
+  auto it = devices_.find(token_hash);
+  if (it == devices_.end()) return;
+  auto token = token_of_.find(it->second.device.device_id);
+  if (token != token_of_.end() && token->second == token_hash) token_of_.erase(token);
+  devices_.erase(it);
 }
 
 void Authenticator::Forget(std::string_view device_id) {
   std::lock_guard lock(mu_);
-  forgets_++;
-  std::erase_if(devices_, [&](const auto& entry) {
-    return entry.second.device.device_id == device_id;
-  });
+  const std::string id(device_id);
+  if (forgotten_.size() >= kForgottenMax) {
+    forgotten_.clear();
+    forgotten_before_ = reads_;
+  } else {
+    forgotten_.insert_or_assign(id, reads_);
+  }
+  auto token = token_of_.find(id);
+  if (token != token_of_.end()) EraseLocked(std::string(token->second));
 }
 
 absl::StatusOr<CollectionRecord> Authenticator::Authorize(

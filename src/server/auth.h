@@ -51,19 +51,29 @@ class Authenticator {
   Clock* const clock_;
   struct CachedDevice {
     DeviceRecord device;  // never a revoked one
-    int64_t read_ms = 0;  // when it was read from the backend
+    int64_t read_ms = 0;  // when its read began (Clock::MonotonicMs)
   };
-  // The device of `token_hash` when it was read less than kDeviceCacheMs ago.
+  // The device of `token_hash` when its read began less than kDeviceCacheMs ago.
   std::optional<DeviceRecord> Cached(const std::string& token_hash, int64_t now_ms);
-  // Remembers `device`, read at `read_ms` after Forgets() returned `forgets`, unless
-  // Forget() was called since.
-  void Remember(const DeviceRecord& device, int64_t read_ms, uint64_t forgets);
-  uint64_t Forgets();
+  // Numbers a read of the backend about to begin.
+  uint64_t BeginRead();
+  // Remembers `device` from read `read`, begun at `read_ms`, unless the device was
+  // forgotten after that read began.
+  void Remember(const DeviceRecord& device, int64_t read_ms, uint64_t read);
+  // Drops the entry of `token_hash`. REQUIRES: mu_ held.
+  void EraseLocked(const std::string& token_hash);
 
   std::mutex mu_;
   std::unordered_map<std::string, std::string> owners_;    // collection -> account; mu_
   std::unordered_map<std::string, CachedDevice> devices_;  // by token hash; mu_
-  uint64_t forgets_ = 0;  // calls of Forget(); guarded by mu_
+  std::unordered_map<std::string, std::string> token_of_;  // device id -> its key in
+                                                           // devices_; mu_
+  // Device id -> the last read begun when it was forgotten: a read begun no later
+  // than that is not remembered. Bounded: when it is cleared, every read begun so far
+  // counts as overlapping (forgotten_before_).
+  std::unordered_map<std::string, uint64_t> forgotten_;  // guarded by mu_
+  uint64_t forgotten_before_ = 0;                        // guarded by mu_
+  uint64_t reads_ = 0;                                   // reads begun; guarded by mu_
 };
 
 }  // namespace ferry::server

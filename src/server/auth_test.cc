@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "gtest/gtest.h"
+#include "src/core/strings.h"
 #include "src/seal/seal.h"
 #include "src/server/backend/backend_wrapper.h"
 
@@ -175,6 +176,33 @@ TEST_F(AuthenticatorTest, AReadOverlappingAForgetIsNotRemembered) {
   ASSERT_TRUE(Call(auth, token_).ok());
   EXPECT_EQ(Call(auth, token_).status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(faults_->reads, 2);
+}
+
+// Revoking one device (or trying to, again and again) neither costs the others their
+// entries nor stops them being remembered; only when the record of revocations is full
+// does a read that overlapped one stay unremembered.
+TEST_F(AuthenticatorTest, ForgettingAnotherDeviceKeepsThisOneRemembered) {
+  Authenticator auth(faults_.get(), &clock_);
+  ASSERT_TRUE(Call(auth, token_).ok());
+  for (int i = 0; i < 100; ++i) auth.Forget("another device");
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(faults_->reads, 1);
+
+  clock_.now_ms += Authenticator::kDeviceCacheMs;
+  faults_->during_read = [&] { auth.Forget("another device"); };
+  ASSERT_TRUE(Call(auth, token_).ok());  // read 2, overlapping another's revocation
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(faults_->reads, 2);
+
+  clock_.now_ms += Authenticator::kDeviceCacheMs;
+  faults_->during_read = [&] {
+    for (int i = 0; i < 5000; ++i) auth.Forget(StrCat("device ", i));
+  };
+  ASSERT_TRUE(Call(auth, token_).ok());  // read 3: the record of revocations overflowed
+  faults_->during_read = nullptr;
+  ASSERT_TRUE(Call(auth, token_).ok());  // read 4, remembered
+  ASSERT_TRUE(Call(auth, token_).ok());
+  EXPECT_EQ(faults_->reads, 4);
 }
 
 }  // namespace
