@@ -274,6 +274,37 @@ TEST_F(FerrydTest, WatchTellsWhenTheHeadMoves) {
   watchdog.join();
 }
 
+// A device revoked while it watches stops hearing of heads: its open stream ends with
+// UNAUTHENTICATED once the server checks again (every 5 s; this test waits at most 30).
+TEST_F(FerrydTest, ARevokedDevicesWatchEnds) {
+  auto a = NewAccount("alice", "laptop");
+  auto b = LoginDevice("alice", "phone");
+  ASSERT_TRUE(a && b);
+  auto c = a->CreateCollection("Docs", "files");
+  ASSERT_TRUE(c.ok());
+  auto watch = b->client().Watch({c->collection_id});
+  std::atomic<bool> finished{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 300 && !finished; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!finished) watch->Cancel();
+  });
+  v1::HeadChanged change;
+  ASSERT_TRUE(watch->Next(&change));
+  ASSERT_TRUE(a->client().RevokeDevice(b->state().device_id).ok());
+  // Heads moving meanwhile may still be told until the check; then the stream ends.
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    ASSERT_TRUE(a->client().Append(c->collection_id, Envelope(*a, *c, seq, "x"), 0).ok());
+  }
+  int told = 0;
+  while (watch->Next(&change)) ++told;
+  finished = true;
+  watchdog.join();
+  absl::Status ended = watch->Finish();
+  EXPECT_EQ(ended.code(), absl::StatusCode::kUnauthenticated)
+      << ended << " after " << told << " messages";
+}
+
 TEST_F(FerrydTest, FailedLoginsAreRateLimited) {
   auto a = NewAccount("alice", "laptop");
   ASSERT_TRUE(a);

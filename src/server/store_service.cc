@@ -14,6 +14,8 @@ namespace {
 
 // A Watch stream re-checks cancellation and shutdown at least this often.
 constexpr std::chrono::milliseconds kWatchPollInterval{500};
+// ... and whether its device was revoked, this often (each check may read the device).
+constexpr int64_t kWatchAuthIntervalMs = 5000;
 // Sealed bytes held before a batch of chunks is stored.
 constexpr size_t kChunkBatchBytesMax = 8u << 20;
 
@@ -217,7 +219,13 @@ absl::Status StoreService::DoWatch(
   // The version is read before each scan, so a head that moves during the scan wakes
   // the next wait at once. Each wait is bounded, so cancellation is seen promptly.
   uint64_t version = heads_->Version();
+  int64_t authenticated_ms = clock_->MonotonicMs();
   while (!cancelled() && !heads_->IsShutDown()) {
+    // A device revoked while it watches stops hearing of heads.
+    if (clock_->MonotonicMs() - authenticated_ms >= kWatchAuthIntervalMs) {
+      FERRY_RETURN_IF_ERROR(auth_->Authenticate(context).status());
+      authenticated_ms = clock_->MonotonicMs();
+    }
     for (auto& [id, last] : told) {
       uint64_t head = heads_->Head(id);
       if (last.has_value() && *last == head) continue;
