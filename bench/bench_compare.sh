@@ -649,7 +649,7 @@ step_ferry() {
   read -r up0 down0 < <(proxy_read ferry)
   t0=$(now)
   timed_run "$F/outA" "$TIMEOUT" "$ferry" --home "$F/homeA" sync Bench
-  local rcA=$t_rc; rssA=$t_rss
+  local rcA=$t_rc wallA=$t_wall; rssA=$t_rss
   rest=$(awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { r = t - (b - a); print (r < 1 ? 1 : int(r)) }')
   timed_run "$F/outB" "$rest" "$ferry" --home "$F/homeB" sync Bench
   local rcB=$t_rc
@@ -664,8 +664,8 @@ step_ferry() {
     r_status="failed"
     r_note="ferry sync exit A $rcA, B $rcB: $(tail -n 1 "$F/outA") / $(tail -n 1 "$F/outB")"
   else r_status=ok; fi
-  log "  ferry A: $(tail -n 1 "$F/outA")"
-  log "  ferry B: $(tail -n 1 "$F/outB")"
+  log "  ferry A (${wallA} s): $(tail -n 1 "$F/outA")"
+  log "  ferry B (${t_wall} s): $(tail -n 1 "$F/outB")"
 }
 
 # B is `ferry watch`: converged once B's log reports a sync at A's seq or later (B

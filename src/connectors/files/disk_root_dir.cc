@@ -335,12 +335,12 @@ absl::Status RenameAt(int from_dir, const std::string& from, int to_dir,
 
 // Renames `temp` over the target of `parent` once `expect` holds, and syncs.
 absl::Status Commit(const Parent& parent, TempEntry& temp, std::string_view rel,
-                    const RootDir::Expect& expect) {
+                    const RootDir::Expect& expect, bool sync = true) {
   FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
   FERRY_RETURN_IF_ERROR(RenameAt(parent.fd, temp.name(), parent.fd, parent.leaf,
                                  expect.must_be_absent, rel));
   temp.Keep();
-  return SyncDirFd(parent.fd, parent.dir);
+  return sync ? SyncDirFd(parent.fd, parent.dir) : absl::OkStatus();
 }
 
 // Appends to an open temporary file.
@@ -838,19 +838,20 @@ absl::Status DiskRootDir::SyncAll() const {
   return absl::OkStatus();
 }
 
-absl::Status DiskRootDir::ReplaceSymlink(std::string_view rel, std::string_view target,
-                                         const Expect& expect) const {
+absl::Status DiskRootDir::ReplaceSymlinkImpl(std::string_view rel,
+                                             std::string_view target,
+                                             const Expect& expect, bool sync) const {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
   FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
   FERRY_RETURN_IF_ERROR(ValidateSymlinkTarget(rel, target));
-  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true));
+  FERRY_ASSIGN_OR_RETURN(Parent parent, OpenParent(fd_, rel, /*create=*/true, sync));
   FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
   const std::string target_str(target);
   FERRY_ASSIGN_OR_RETURN(TempEntry temp,
                          CreateTemp(parent.fd, rel, [&](const char* name) {
                            return ::symlinkat(target_str.c_str(), parent.fd, name);
                          }));
-  return Commit(parent, temp, rel, expect);
+  return Commit(parent, temp, rel, expect, sync);
 }
 
 absl::Status DiskRootDir::MakeDirImpl(std::string_view rel, uint32_t mode,

@@ -39,8 +39,6 @@ class DiskRootDir final : public RootDir {
   absl::StatusOr<std::string> ReadLink(std::string_view rel) const override;
   absl::Status ReplaceFile(std::string_view rel, const WriteFn& write, uint32_t mode,
                            int64_t mtime_ns, const Expect& expect) const override;
-  absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
-                              const Expect& expect) const override;
   absl::Status Remove(std::string_view rel, const Expect& expect) const override;
   absl::Status Rename(std::string_view from, std::string_view to,
                       const Expect& from_expect, const Expect& to_expect) const override;
@@ -54,6 +52,8 @@ class DiskRootDir final : public RootDir {
  private:
   DiskRootDir(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
   absl::Status MakeDirImpl(std::string_view rel, uint32_t mode, bool sync) const override;
+  absl::Status ReplaceSymlinkImpl(std::string_view rel, std::string_view target,
+                                  const Expect& expect, bool sync) const override;
 
   const std::string path_;
   const int fd_;  // owned; O_RDONLY | O_DIRECTORY

@@ -76,7 +76,8 @@ class FilesConnector final : public Connector {
   int64_t EditTimeMs(const v1::Item& item) override;
 
  private:
-  // Apply, flushing a directory it creates only when `sync_dirs` (a batch syncs all).
+  // Apply, flushing a directory or link it creates only when `sync_dirs` (a batch
+  // syncs all).
   absl::StatusOr<std::string> ApplyOne(const std::string& id,
                                        const std::string& expected_stamp,
                                        const v1::Item* after, ChunkSource* chunks,

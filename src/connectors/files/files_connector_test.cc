@@ -498,16 +498,28 @@ TEST_F(FilesConnectorMemTest, ABatchFlushesTheDirectoriesItMadeEvenWhenItsWrites
   ASSERT_TRUE(results[0].ok()) << results[0].status();
   mem_.Crash();
   EXPECT_TRUE(mem_.Stat("/sync/made/new")->has_value());
+
+  // So are links, with the parents made for them, in a batch of links only: they are
+  // not flushed each on its own, the batch's one flush covers them.
+  FilesConnector third(options, &hasher_, ChunkerSeed(hasher_));
+  ASSERT_TRUE(third.Scan({}, {}).ok());
+  v1::Item link = Link("links/deep/l", "elsewhere");
+  v1::Item other = Link("links/m", "../x");
+  results = third.ApplyBatch({{link.id(), "", &link}, {other.id(), "", &other}}, nullptr);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  ASSERT_TRUE(results[1].ok()) << results[1].status();
+  mem_.Crash();
+  EXPECT_TRUE(mem_.Stat("/sync/links/deep/l")->has_value());
+  EXPECT_TRUE(mem_.Stat("/sync/links/m")->has_value());
 }
 
 // When the batch's flush fails, nothing in the batch is reported done: a link made
-// (and synced in its own directory) under a directory the batch made unflushed is not
-// durable either.
+// under a directory the batch made unflushed is not durable either.
 TEST_F(FilesConnectorMemTest, AFailedBatchFlushFailsEveryItemOfTheBatch) {
   v1::Item dir = Dir("d");
   v1::Item link = Link("d/l", "elsewhere");
-  // The link's own directory sync passes (skip 1); the batch's SyncAll fails.
-  mem_.InjectFault({.op = FsOp::kSync, .path_prefix = "/sync", .skip = 1});
+  // A batch's directories and links are flushed by its one SyncAll, which fails.
+  mem_.InjectFault({.op = FsOp::kSync, .path_prefix = "/sync", .skip = 0});
   auto results = connector_->ApplyBatch({{"d", "", &dir}, {"d/l", "", &link}}, nullptr);
   ASSERT_EQ(results.size(), 2u);
   EXPECT_FALSE(results[0].ok());

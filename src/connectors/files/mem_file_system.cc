@@ -188,8 +188,6 @@ class MemRootDir final : public RootDir {
   absl::StatusOr<std::string> ReadLink(std::string_view rel) const override;
   absl::Status ReplaceFile(std::string_view rel, const WriteFn& write, uint32_t mode,
                            int64_t mtime_ns, const Expect& expect) const override;
-  absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
-                              const Expect& expect) const override;
   absl::Status Remove(std::string_view rel, const Expect& expect) const override;
   absl::Status Rename(std::string_view from, std::string_view to,
                       const Expect& from_expect, const Expect& to_expect) const override;
@@ -221,6 +219,8 @@ class MemRootDir final : public RootDir {
   absl::StatusOr<MemParent> Parent(std::string_view rel, bool create,
                                    bool sync = true) const;
   absl::Status MakeDirImpl(std::string_view rel, uint32_t mode, bool sync) const override;
+  absl::Status ReplaceSymlinkImpl(std::string_view rel, std::string_view target,
+                                  const Expect& expect, bool sync) const override;
   // The target must not be a directory and `expect` must hold. REQUIRES: mu_ held.
   absl::Status CheckTarget(const MemParent& parent, std::string_view rel,
                            const Expect& expect) const;
@@ -646,14 +646,14 @@ absl::Status MemRootDir::SyncAll() const {
   return absl::OkStatus();
 }
 
-absl::Status MemRootDir::ReplaceSymlink(std::string_view rel, std::string_view target,
-                                        const Expect& expect) const {
+absl::Status MemRootDir::ReplaceSymlinkImpl(std::string_view rel, std::string_view target,
+                                            const Expect& expect, bool sync) const {
   FERRY_RETURN_IF_ERROR(ValidateRelativePath(rel));
   FERRY_RETURN_IF_ERROR(ValidateExpect(expect));
   FERRY_RETURN_IF_ERROR(ValidateSymlinkTarget(rel, target));
   Lock lock(fs_->mu_);
   FERRY_RETURN_IF_ERROR(CheckAlive());
-  FERRY_ASSIGN_OR_RETURN(MemParent parent, Parent(rel, /*create=*/true));
+  FERRY_ASSIGN_OR_RETURN(MemParent parent, Parent(rel, /*create=*/true, sync));
   FERRY_RETURN_IF_ERROR(CheckTarget(parent, rel, expect));
   if (parent.dir->detached) {
     return absl::NotFoundError(
@@ -666,7 +666,7 @@ absl::Status MemRootDir::ReplaceSymlink(std::string_view rel, std::string_view t
   link->durable_data = link->data;  // written with the entry
   parent.dir->entries[parent.leaf] = std::move(link);
   fs_->EntriesChanged(*parent.dir);
-  return SyncDir(*parent.dir, parent.dir_rel);
+  return sync ? SyncDir(*parent.dir, parent.dir_rel) : absl::OkStatus();
 }
 
 absl::Status MemRootDir::MakeDirImpl(std::string_view rel, uint32_t mode,

@@ -197,8 +197,16 @@ class RootDir {
   // Like ReplaceFile, for a symbolic link to `target`, which is stored as-is and never
   // followed by ferry. INVALID_ARGUMENT when `target` is empty, holds a NUL or is longer
   // than kSymlinkTargetBytesMax.
-  virtual absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
-                                      const Expect& expect) const = 0;
+  absl::Status ReplaceSymlink(std::string_view rel, std::string_view target,
+                              const Expect& expect) const {
+    return ReplaceSymlinkImpl(rel, target, expect, /*sync=*/true);
+  }
+  // ReplaceSymlink without flushing, for batches: the link (and the parents it
+  // creates) are durable once SyncAll returns.
+  absl::Status ReplaceSymlinkUnsynced(std::string_view rel, std::string_view target,
+                                      const Expect& expect) const {
+    return ReplaceSymlinkImpl(rel, target, expect, /*sync=*/false);
+  }
 
   // Creates the directory `rel` and missing parents (parents with mode 0755), then
   // sets its permission bits to `mode & 0777` (also when it already existed).
@@ -267,9 +275,11 @@ class RootDir {
   virtual absl::Status SyncAll() const = 0;
 
  protected:
-  // MakeDir, flushing what it creates when `sync`.
+  // MakeDir and ReplaceSymlink, flushing what they create when `sync`.
   virtual absl::Status MakeDirImpl(std::string_view rel, uint32_t mode,
                                    bool sync) const = 0;
+  virtual absl::Status ReplaceSymlinkImpl(std::string_view rel, std::string_view target,
+                                          const Expect& expect, bool sync) const = 0;
 };
 
 // Checks shared by the implementations, so that both refuse alike.
