@@ -248,59 +248,78 @@ TEST_F(FerrydTest, LeaseFencesOtherDevicesAndStaleTokens) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(FerrydTest, WatchTellsWhenTheHeadMoves) {
-  auto a = NewAccount("alice", "laptop");
-  auto b = LoginDevice("alice", "phone");
-  ASSERT_TRUE(a && b);
-  auto c = a->CreateCollection("Docs", "files");
-  ASSERT_TRUE(c.ok());
-  auto watch = b->client().Watch({c->collection_id});
-  // A bounded test: the watch is cancelled if nothing arrives in time.
-  std::atomic<bool> finished{false};
-  std::thread watchdog([&] {
-    for (int i = 0; i < 300 && !finished; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!finished) watch->Cancel();
-  });
+// A Watch stream of device `on`, cancelled if it is still open after 30 s, so that a
+// test waiting on it is bounded.
+class BoundedWatch {
+ public:
+  BoundedWatch(client::Device& on, const std::string& collection_id)
+      : watch_(on.client().Watch({collection_id})), watchdog_([this] {
+          for (int i = 0; i < 300 && !finished_; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          if (!finished_) watch_->Cancel();
+        }) {}
+  ~BoundedWatch() {
+    finished_ = true;
+    watchdog_.join();
+  }
+  net::WatchStream& operator*() { return *watch_; }
+  net::WatchStream* operator->() { return watch_.get(); }
+
+ private:
+  std::unique_ptr<net::WatchStream> watch_;
+  std::atomic<bool> finished_{false};
+  std::thread watchdog_;
+};
+
+// Alice's devices a and b, her collection Docs, and b watching it with its first
+// message (the head then) read.
+class FerrydWatchTest : public FerrydTest {
+ protected:
+  void SetUp() override {
+    FerrydTest::SetUp();
+    a_ = NewAccount("alice", "laptop");
+    b_ = LoginDevice("alice", "phone");
+    ASSERT_TRUE(a_ && b_);
+    auto created = a_->CreateCollection("Docs", "files");
+    ASSERT_TRUE(created.ok()) << created.status();
+    c_ = *std::move(created);
+    watch_ = std::make_unique<BoundedWatch>(*b_, c_.collection_id);
+    ASSERT_TRUE((*watch_)->Next(&first_));
+  }
+  void TearDown() override {
+    watch_.reset();
+    FerrydTest::TearDown();
+  }
+
+  std::unique_ptr<client::Device> a_, b_;
+  client::CollectionInfo c_;
+  std::unique_ptr<BoundedWatch> watch_;
+  v1::HeadChanged first_;
+};
+
+TEST_F(FerrydWatchTest, TellsWhenTheHeadMoves) {
+  EXPECT_EQ(first_.head_seq(), 0u);
+  ASSERT_TRUE(a_->client().Append(c_.collection_id, Envelope(*a_, c_, 0, "x"), 0).ok());
   v1::HeadChanged change;
-  ASSERT_TRUE(watch->Next(&change));
-  EXPECT_EQ(change.head_seq(), 0u);
-  ASSERT_TRUE(a->client().Append(c->collection_id, Envelope(*a, *c, 0, "x"), 0).ok());
-  ASSERT_TRUE(watch->Next(&change));
-  EXPECT_EQ(change.collection_id(), c->collection_id);
+  ASSERT_TRUE((*watch_)->Next(&change));
+  EXPECT_EQ(change.collection_id(), c_.collection_id);
   EXPECT_EQ(change.head_seq(), 1u);
-  finished = true;
-  watch->Cancel();
-  watchdog.join();
+  (*watch_)->Cancel();
 }
 
 // A device revoked while it watches stops hearing of heads: its open stream ends with
 // UNAUTHENTICATED once the server checks again (every 5 s; this test waits at most 30).
-TEST_F(FerrydTest, ARevokedDevicesWatchEnds) {
-  auto a = NewAccount("alice", "laptop");
-  auto b = LoginDevice("alice", "phone");
-  ASSERT_TRUE(a && b);
-  auto c = a->CreateCollection("Docs", "files");
-  ASSERT_TRUE(c.ok());
-  auto watch = b->client().Watch({c->collection_id});
-  std::atomic<bool> finished{false};
-  std::thread watchdog([&] {
-    for (int i = 0; i < 300 && !finished; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!finished) watch->Cancel();
-  });
-  v1::HeadChanged change;
-  ASSERT_TRUE(watch->Next(&change));
-  ASSERT_TRUE(a->client().RevokeDevice(b->state().device_id).ok());
+TEST_F(FerrydWatchTest, EndsForARevokedDevice) {
+  ASSERT_TRUE(a_->client().RevokeDevice(b_->state().device_id).ok());
   // Heads moving meanwhile may still be told until the check; then the stream ends.
   for (uint64_t seq = 0; seq < 3; ++seq) {
-    ASSERT_TRUE(a->client().Append(c->collection_id, Envelope(*a, *c, seq, "x"), 0).ok());
+    ASSERT_TRUE(
+        a_->client().Append(c_.collection_id, Envelope(*a_, c_, seq, "x"), 0).ok());
   }
   int told = 0;
-  while (watch->Next(&change)) ++told;
-  finished = true;
-  watchdog.join();
-  absl::Status ended = watch->Finish();
+  v1::HeadChanged change;
+  while ((*watch_)->Next(&change)) ++told;
+  absl::Status ended = (*watch_)->Finish();
   EXPECT_EQ(ended.code(), absl::StatusCode::kUnauthenticated)
       << ended << " after " << told << " messages";
 }
