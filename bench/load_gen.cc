@@ -36,10 +36,9 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/ferry/v1/store.grpc.pb.h"
 #include "src/client/device.h"
-#include "src/core/limits.h"
+#include "src/net/client.h"
 #include "src/rpc/status.h"
 #include "src/seal/seal.h"
-#include "src/tls/tls.h"
 
 namespace ferry {
 namespace {
@@ -73,7 +72,7 @@ struct Totals {
 // flight. Touched by one thread at a time: the pacer issues a call, and gRPC's callback
 // for it runs after the call was issued; the next call is issued only after that.
 struct Simulated {
-  std::unique_ptr<client::Device> device;
+  std::string device_id;
   client::CollectionInfo collection;
   std::unique_ptr<v1::Store::Stub> stub;
   std::string bearer;
@@ -92,7 +91,7 @@ struct Simulated {
 std::string Sealed(Simulated& sim, const std::string& value) {
   v1::Transaction tx;
   tx.set_tx_id(seal::RandomBytes(seal::kTxIdBytes));
-  tx.set_device_id(sim.device->state().device_id);
+  tx.set_device_id(sim.device_id);
   tx.set_base_seq(sim.head);
   v1::Item* item = tx.add_ops()->mutable_put()->mutable_item();
   item->set_id(seal::RandomId());
@@ -250,16 +249,10 @@ class Load {
 // connected (TLS handshake done) so that the measured run does not pay for it.
 absl::StatusOr<std::unique_ptr<v1::Store::Stub>> OpenStub(client::Device& device,
                                                           int timeout_ms) {
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = device.client().server_cert_pem();
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride(tls::kServerName);
-  args.SetMaxReceiveMessageSize(static_cast<int>(kGrpcMessageBytesMax));
-  // A channel of its own per device: gRPC would otherwise share one connection among
-  // channels with equal arguments.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A connection of its own, as 200 real devices would have; the device's client (and
+  // its connection) goes once this is up.
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(device.state().server, grpc::SslCredentials(ssl), args);
+      net::OpenPinnedChannel(device.state().server, device.client().server_cert_pem());
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  std::chrono::milliseconds(timeout_ms))) {
     return absl::UnavailableError("cannot connect a device's channel");
@@ -307,7 +300,7 @@ int Run(const Options& options) {
         }
         Simulated& sim = sims[static_cast<size_t>(i)];
         sim.bearer = "Bearer " + (*device)->state().token;
-        sim.device = *std::move(device);
+        sim.device_id = (*device)->state().device_id;
         sim.collection = *std::move(collection);
         sim.stub = *std::move(stub);
       }
@@ -331,12 +324,18 @@ int Run(const Options& options) {
   // head is at least the number of appends acknowledged (more when an append that
   // failed, say past its deadline, was committed all the same).
   for (Simulated& sim : sims) {
-    absl::StatusOr<uint64_t> head =
-        sim.device->client().Head(sim.collection.collection_id);
-    if (!head.ok()) {
-      sim.totals.errors[absl::StatusCodeToString(head.status().code())]++;
-    } else if (*head < sim.totals.appends) {
-      sim.totals.lost += sim.totals.appends - *head;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(options.timeout_ms));
+    context.AddMetadata("authorization", sim.bearer);
+    v1::HeadRequest request;
+    request.set_collection_id(sim.collection.collection_id);
+    v1::HeadResponse head;
+    grpc::Status status = sim.stub->Head(&context, request, &head);
+    if (!status.ok()) {
+      sim.totals.errors[absl::StatusCodeToString(rpc::FromGrpc(status).code())]++;
+    } else if (head.head_seq() < sim.totals.appends) {
+      sim.totals.lost += sim.totals.appends - head.head_seq();
       sim.totals.errors["LOST"]++;
     }
   }

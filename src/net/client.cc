@@ -61,13 +61,7 @@ class GrpcClient final : public Client {
         fingerprint_(std::move(fingerprint)),
         token_(options.token),
         timeout_ms_(options.timeout_ms) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = cert_pem_;
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride(tls::kServerName);
-    args.SetMaxReceiveMessageSize(static_cast<int>(kGrpcMessageBytesMax));
-    args.SetMaxSendMessageSize(static_cast<int>(kGrpcMessageBytesMax));
-    channel_ = grpc::CreateCustomChannel(server_, grpc::SslCredentials(ssl), args);
+    channel_ = OpenPinnedChannel(server_, cert_pem_);
     manage_ = v1::Manage::NewStub(channel_);
     store_ = v1::Store::NewStub(channel_);
   }
@@ -267,6 +261,17 @@ class GrpcClient final : public Client {
 };
 
 }  // namespace
+
+std::shared_ptr<grpc::Channel> OpenPinnedChannel(const std::string& server,
+                                                 const std::string& cert_pem) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = cert_pem;
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(tls::kServerName);
+  args.SetMaxReceiveMessageSize(static_cast<int>(kGrpcMessageBytesMax));
+  args.SetMaxSendMessageSize(static_cast<int>(kGrpcMessageBytesMax));
+  return grpc::CreateCustomChannel(server, grpc::SslCredentials(ssl), args);
+}
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ConnectOptions& options) {
   FERRY_ASSIGN_OR_RETURN(std::string presented,

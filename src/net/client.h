@@ -15,7 +15,16 @@
 #include "proto/ferry/v1/manage.pb.h"
 #include "proto/ferry/v1/store.pb.h"
 
+namespace grpc {
+class Channel;
+}
+
 namespace ferry::net {
+
+// A channel to `server` (host:port) that trusts only the certificate `cert_pem` (a
+// pin), as every Client's; each channel made has a connection of its own.
+std::shared_ptr<grpc::Channel> OpenPinnedChannel(const std::string& server,
+                                                 const std::string& cert_pem);
 
 struct ConnectOptions {
   std::string server;           // host:port

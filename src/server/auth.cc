@@ -17,7 +17,7 @@ constexpr int64_t kTouchIntervalMs = 60 * 1000;
 // starts over when full.
 constexpr size_t kOwnersCachedMax = 1 << 16;
 constexpr size_t kDevicesCachedMax = 1 << 16;
-// Revocations remembered for reads that overlapped them; cleared when full.
+// Revocations remembered, to tell entries from before them; cleared when full.
 constexpr size_t kForgottenMax = 1 << 12;
 
 }  // namespace
@@ -69,12 +69,15 @@ std::optional<DeviceRecord> Authenticator::Cached(const std::string& token_hash,
   std::lock_guard lock(mu_);
   auto it = devices_.find(token_hash);
   if (it == devices_.end()) return std::nullopt;
-  const int64_t age_ms = now_ms - it->second.read_ms;
-  if (age_ms < 0 || age_ms >= kDeviceCacheMs) {
-    EraseLocked(token_hash);
+  const CachedDevice& cached = it->second;
+  const int64_t age_ms = now_ms - cached.read_ms;
+  auto forgotten = forgotten_.find(cached.device.device_id);
+  if (age_ms < 0 || age_ms >= kDeviceCacheMs || cached.read <= forgotten_before_ ||
+      (forgotten != forgotten_.end() && cached.read <= forgotten->second)) {
+    devices_.erase(it);
     return std::nullopt;
   }
-  return it->second.device;
+  return cached.device;
 }
 
 uint64_t Authenticator::BeginRead() {
@@ -84,41 +87,18 @@ uint64_t Authenticator::BeginRead() {
 
 void Authenticator::Remember(const DeviceRecord& device, int64_t read_ms, uint64_t read) {
   std::lock_guard lock(mu_);
-  // Forgotten after this read began: the read may be from before the revocation.
-  if (read <= forgotten_before_) return;
-  auto forgotten = forgotten_.find(device.device_id);
-  if (forgotten != forgotten_.end() && read <= forgotten->second) return;
-  if (devices_.size() >= kDevicesCachedMax) {
-    devices_.clear();
-    token_of_.clear();
-  }
-  auto [old, fresh] = token_of_.try_emplace(device.device_id, device.token_hash);
-  if (!fresh && old->second != device.token_hash) {
-    devices_.erase(old->second);
-    old->second = device.token_hash;
-  }
-  devices_.insert_or_assign(device.token_hash, CachedDevice{device, read_ms});
-}
-
-void Authenticator::EraseLocked(const std::string& token_hash) {
-  auto it = devices_.find(token_hash);
-  if (it == devices_.end()) return;
-  auto token = token_of_.find(it->second.device.device_id);
-  if (token != token_of_.end() && token->second == token_hash) token_of_.erase(token);
-  devices_.erase(it);
+  if (devices_.size() >= kDevicesCachedMax) devices_.clear();
+  devices_.insert_or_assign(device.token_hash, CachedDevice{device, read_ms, read});
 }
 
 void Authenticator::Forget(std::string_view device_id) {
   std::lock_guard lock(mu_);
-  const std::string id(device_id);
   if (forgotten_.size() >= kForgottenMax) {
     forgotten_.clear();
     forgotten_before_ = reads_;
   } else {
-    forgotten_.insert_or_assign(id, reads_);
+    forgotten_.insert_or_assign(std::string(device_id), reads_);
   }
-  auto token = token_of_.find(id);
-  if (token != token_of_.end()) EraseLocked(std::string(token->second));
 }
 
 absl::StatusOr<CollectionRecord> Authenticator::Authorize(

@@ -52,25 +52,22 @@ class Authenticator {
   struct CachedDevice {
     DeviceRecord device;  // never a revoked one
     int64_t read_ms = 0;  // when its read began (Clock::MonotonicMs)
+    uint64_t read = 0;    // which read (reads_ when it began)
   };
-  // The device of `token_hash` when its read began less than kDeviceCacheMs ago.
+  // The device of `token_hash` when its read began less than kDeviceCacheMs ago and
+  // after the device was last forgotten.
   std::optional<DeviceRecord> Cached(const std::string& token_hash, int64_t now_ms);
   // Numbers a read of the backend about to begin.
   uint64_t BeginRead();
-  // Remembers `device` from read `read`, begun at `read_ms`, unless the device was
-  // forgotten after that read began.
   void Remember(const DeviceRecord& device, int64_t read_ms, uint64_t read);
-  // Drops the entry of `token_hash`. REQUIRES: mu_ held.
-  void EraseLocked(const std::string& token_hash);
 
   std::mutex mu_;
   std::unordered_map<std::string, std::string> owners_;    // collection -> account; mu_
   std::unordered_map<std::string, CachedDevice> devices_;  // by token hash; mu_
-  std::unordered_map<std::string, std::string> token_of_;  // device id -> its key in
-                                                           // devices_; mu_
-  // Device id -> the last read begun when it was forgotten: a read begun no later
-  // than that is not remembered. Bounded: when it is cleared, every read begun so far
-  // counts as overlapping (forgotten_before_).
+  // Device id -> reads_ when it was last forgotten: an entry from a read begun no
+  // later is not used (whether it was remembered before the revocation or by a read
+  // that overlapped it). Bounded: when it is cleared, every read begun so far counts
+  // as forgotten (forgotten_before_).
   std::unordered_map<std::string, uint64_t> forgotten_;  // guarded by mu_
   uint64_t forgotten_before_ = 0;                        // guarded by mu_
   uint64_t reads_ = 0;                                   // reads begun; guarded by mu_
