@@ -100,6 +100,23 @@ wait_port() {  # PORT: bounded (10 s) wait until 127.0.0.1:PORT accepts
 }
 # Peak RSS of a long-running process: VmHWM, reset to the current RSS at the start of
 # each scenario (clear_refs 5), so each scenario reports its own peak.
+# Waits (at most 25 s) until the kernel has stopped handing freed memory back to the
+# host. On a VM with free page reporting (/sys/module/page_reporting), a process that
+# allocates while a reporting pass runs pays for it: device B's pull right after A's
+# push took 3.6-6.6 s with 1.9-4.2 s of system time in page-cache copies, and 1.8-1.9 s
+# with 0.5 s once reporting had settled; a python writer of the same tree in B's place
+# 6.1 s and 1.5 s (docs/performance.md). Every timed step starts settled, as after `sync`.
+settle_memory() {
+  local f=/sys/module/page_reporting/parameters/reported_kib prev cur
+  [ -r "$f" ] || return 0
+  prev=$(cat "$f")
+  for _ in $(seq 50); do
+    sleep 0.5
+    cur=$(cat "$f")
+    [ "$cur" = "$prev" ] && return 0
+    prev=$cur
+  done
+}
 hwm_reset() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || hwm_note="lifetime peak"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_note=""
@@ -645,16 +662,18 @@ not_converged() { echo "did not converge in $TIMEOUT s"; }
 
 step_ferry() {
   hwm_reset "$ferryd_pid"
-  local t0 t1 rssA rest up0 down0
+  local t0 rssA rest up0 down0
   read -r up0 down0 < <(proxy_read ferry)
   t0=$(now)
   timed_run "$F/outA" "$TIMEOUT" "$ferry" --home "$F/homeA" sync Bench
   local rcA=$t_rc wallA=$t_wall; rssA=$t_rss
   rest=$(awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { r = t - (b - a); print (r < 1 ? 1 : int(r)) }')
+  # A and B stand for two machines: B starts once A's freed memory has settled, and the
+  # wall is A's process plus B's (the wait between them is not counted).
+  settle_memory
   timed_run "$F/outB" "$rest" "$ferry" --home "$F/homeB" sync Bench
   local rcB=$t_rc
-  t1=$(now)
-  r_wall=$(elapsed "$t0" "$t1")
+  r_wall=$(awk -v a="$wallA" -v b="$t_wall" 'BEGIN { printf "%.2f", a + b }')
   read -r r_up r_down < <(proxy_read ferry)
   r_up=$((r_up - up0)); r_down=$((r_down - down0))
   r_rss_c=$(( rssA > t_rss ? rssA : t_rss )); r_rss_s=$(hwm_kb "$ferryd_pid")
@@ -711,6 +730,7 @@ step_rsync() {
   if [ "${1:-}" = durable ]; then
     find "$R/B" -mindepth 1 -delete
     sync
+    settle_memory
     cmd=(sh -c '"$@" && sync' sh "${cmd[@]}")
   fi
   rsync_daemon_start
@@ -764,6 +784,7 @@ run_tool() {
   [ "${3:-}" = durable ] && label="rsync + sync"
   [ "$tool" = syncthing ] && excl=(.stfolder)
   sync
+  settle_memory
   log "scenario $s: $label"
   "step_$tool" ${3:+"$3"}
   beqa=$(python3 "$work/manifest.py" "$(dir_A "$tool")" "$(dir_B "$tool")" ${excl[@]+"${excl[@]}"} \
@@ -805,7 +826,9 @@ Notes:
 - **Durability**: ferry makes data durable before it reports (the server fsyncs before it
   acknowledges, the receiver before it renames a file into place); rsync and Unison do not
   flush, Syncthing fsyncs files it writes. **rsync + sync** is rsync into an emptied B followed
-  by \`sync\`, the comparable number for scenario 1. Every timed step starts after a \`sync\`.
+  by \`sync\`, the comparable number for scenario 1. Every timed step starts after a \`sync\`
+  and, on a VM that reports free memory to its host (/sys/module/page_reporting), once the
+  reporting has settled (the ferry pair also between A and B: two machines in reality).
 - **bytes** (TCP payload, TLS included where the tool uses it): ferry and Unison: counted by a
   TCP proxy on 127.0.0.1 in front of ferryd and of the Unison server (bench/count_proxy,
   which moves the bytes with splice(2) and so costs little CPU), up = client to server,

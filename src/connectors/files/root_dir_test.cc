@@ -339,12 +339,17 @@ TEST_P(RootDirTest, WriteReadRoundTripKeepsModeAndMtime) {
 
 TEST_P(RootDirTest, AppendAllWritesEveryPieceInOrder) {
   // More pieces than one gathered write takes (IOV_MAX, 1024), empty ones among them,
-  // and pieces that end inside a page, so that pages are shared by pieces.
+  // pieces that end inside a page, so that pages are shared by pieces, and pieces
+  // larger than one write call is given (256 KiB), written in parts.
   std::vector<std::string> pieces;
   std::string expected;
   for (int i = 0; i < 2500; ++i) {
-    std::string piece(i % 7 == 0 ? 0 : 1 + (i * 977) % 5000,
-                      static_cast<char>('a' + i % 26));
+    const size_t size = i % 7 == 0     ? 0
+                        : i % 600 == 1 ? (1u << 20) + 3 + static_cast<size_t>(i)
+                                       : 1 + (i * 977) % 5000;
+    std::string piece(size, '\0');
+    for (size_t j = 0; j < size; ++j)
+      piece[j] = static_cast<char>('a' + (i + j / 4093) % 26);
     expected += piece;
     pieces.push_back(std::move(piece));
   }
