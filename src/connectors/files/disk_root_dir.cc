@@ -371,18 +371,16 @@ class DiskWriter final : public FileWriter {
   // kWriteCallBytesMax bytes a call; `iov` is changed as it is written.
   absl::Status WriteAll(std::span<iovec> iov) {
     while (!iov.empty()) {
-      // Whole entries up to kWriteCallBytesMax, or the front of one larger entry.
+      // Entries up to kWriteCallBytesMax, the last one cut for this call where it goes
+      // past: every call but the last (or one cut short by IOV_MAX) writes exactly that.
       size_t count = 0, bytes = 0;
-      while (count < iov.size() && count < IOV_MAX &&
-             bytes + iov[count].iov_len <= kWriteCallBytesMax) {
+      while (count < iov.size() && count < IOV_MAX && bytes < kWriteCallBytesMax) {
         bytes += iov[count++].iov_len;
       }
-      ssize_t n;
-      if (count == 0) {
-        n = ::write(fd_, iov.front().iov_base, kWriteCallBytesMax);
-      } else {
-        n = ::writev(fd_, iov.data(), static_cast<int>(count));
-      }
+      const size_t over = bytes > kWriteCallBytesMax ? bytes - kWriteCallBytesMax : 0;
+      iov[count - 1].iov_len -= over;
+      ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(count));
+      iov[count - 1].iov_len += over;
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return ErrnoStatus(n < 0 ? errno : EIO, "write", rel_);
       // Drops what was written: whole entries, then the front of a partial one.
