@@ -192,6 +192,44 @@ TEST_F(WatchTest, OneSyncOfACollectionAtATime) {
   EXPECT_NE(done.out.find("pushed 1 items"), std::string::npos) << done.out;
 }
 
+TEST_F(WatchTest, OneEngineInAFolderAtATime) {
+  // What any ferry process syncing into the folder holds, for whichever home or
+  // collection: an flock of the folder itself, here taken by the test.
+  int fd = ::open(root_b_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  std::ofstream(root_b_ / "waiting.txt") << "waits its turn\n";
+  CommandResult refused = Ferry("b", {"sync"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("another ferry process is syncing a collection in"),
+            std::string::npos)
+      << refused.err;
+  ::close(fd);
+  CommandResult done = Ferry("b", {"sync"});
+  EXPECT_EQ(done.exit_code, 0) << done.err;
+  EXPECT_NE(done.out.find("pushed 1 items"), std::string::npos) << done.out;
+}
+
+// A temporary file left by a crash (its rename lost) is removed by the next sync at
+// once: with the folder locked nobody else can be writing it. It used to stay for an
+// hour, and a directory holding it could not be deleted for another device meanwhile.
+TEST_F(WatchTest, LeftoverTemporaryFileDoesNotKeepADeletedDirectory) {
+  fs::create_directories(root_a_ / "d");
+  std::ofstream(root_a_ / "d" / "x.txt") << "x\n";
+  for (int i = 0; i < 4; ++i) {  // so that deleting d is not a mass deletion
+    std::ofstream(root_a_ / StrCat("keep-", i, ".txt")) << i << "\n";
+  }
+  SyncA();
+  ASSERT_EQ(Ferry("b", {"sync"}).exit_code, 0);
+  ASSERT_EQ(ReadWholeFile(root_b_ / "d" / "x.txt"), "x\n");
+  std::ofstream(root_b_ / "d" / ".ferry-tmp-leftover") << "half a file";
+  fs::remove_all(root_a_ / "d");
+  SyncA();
+  CommandResult b = Ferry("b", {"sync"});
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_FALSE(fs::exists(root_b_ / "d")) << b.out << b.err;
+}
+
 TEST_F(WatchTest, StopsOnSignalWhileIdle) {
   auto watch = StartWatch("b", "86400");
   ASSERT_NE(watch, nullptr);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "src/connectors/files/files_connector.h"
@@ -61,12 +62,18 @@ absl::StatusOr<LocalCollection> ReadLocal(const std::string& state_path) {
   return local;
 }
 
-// The connector of `local`'s kind over its root.
+// The connector of `local`'s kind over its root. `folder_held`: this process holds the
+// folder's lock (FolderLock), so every temporary file of ferry's in it is left over.
 absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
-    const LocalCollection& local, const seal::ContentHasher& hasher) {
+    const LocalCollection& local, const seal::ContentHasher& hasher, bool folder_held) {
+  // Held, a temporary file is stale once it was there before the scan began; without
+  // the lock another process may still be writing it, so it waits an hour.
+  const std::optional<int64_t> stale_ms =
+      folder_held ? std::optional<int64_t>(0) : std::nullopt;
   if (local.kind == "files") {
     files::FilesOptions options;
     options.root = local.root;
+    if (stale_ms.has_value()) options.stale_temp_age_ms = *stale_ms;
     return std::make_unique<files::FilesConnector>(options, &hasher,
                                                    files::ChunkerSeed(hasher));
   }
@@ -75,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
     options.root = local.root;
     options.kind =
         local.kind == "contacts" ? pim::RecordKind::kContact : pim::RecordKind::kCalendar;
+    if (stale_ms.has_value()) options.stale_temp_age_ms = *stale_ms;
     return std::make_unique<pim::RecordsConnector>(options);
   }
   return absl::FailedPreconditionError(
@@ -82,35 +90,59 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
              "', which this version of ferry cannot sync"));
 }
 
-// One sync (or conflict resolution) of a collection at a time on a device: two
-// processes applying and committing against one shadow would each take the other's
-// writes for local edits. An flock of the collection's sync.lock, which goes with the
-// process (kill -9 included).
-class CollectionLock {
+// An exclusive flock, held until destroyed; it goes with the process (kill -9 included).
+class HeldLock {
  public:
-  static absl::StatusOr<CollectionLock> Take(const LocalCollection& local) {
-    std::string path = StateDir(local) + "/sync.lock";
-    CollectionLock lock(
-        ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (lock.fd_ < 0) return ErrnoStatus(errno, "open", path);
-    if (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
+  // Locks `fd` (owned); `busy` is the error when another process holds it.
+  static absl::StatusOr<HeldLock> Take(int fd, const std::string& path,
+                                       const std::string& busy) {
+    HeldLock lock(fd);
+    if (fd < 0) return ErrnoStatus(errno, "open", path);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       if (errno != EWOULDBLOCK) return ErrnoStatus(errno, "flock", path);
-      return absl::UnavailableError(
-          StrCat("another ferry process (`ferry watch` or `ferry sync`) is syncing '",
-                 local.name, "' on this device; try again when it is done"));
+      return absl::UnavailableError(busy);
     }
     return lock;
   }
-  CollectionLock(CollectionLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  CollectionLock& operator=(CollectionLock&&) = delete;
-  ~CollectionLock() {
+  HeldLock() = default;  // holds nothing
+  HeldLock(HeldLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  HeldLock& operator=(HeldLock&&) = delete;
+  ~HeldLock() {
     if (fd_ >= 0) ::close(fd_);
   }
+  bool held() const { return fd_ >= 0; }
 
  private:
-  explicit CollectionLock(int fd) : fd_(fd) {}
-  int fd_;
+  explicit HeldLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
 };
+
+// One sync (or conflict resolution) of a collection at a time on a device: two
+// processes applying and committing against one shadow would each take the other's
+// writes for local edits. An flock of the collection's sync.lock.
+absl::StatusOr<HeldLock> TakeCollectionLock(const LocalCollection& local) {
+  std::string path = StateDir(local) + "/sync.lock";
+  return HeldLock::Take(
+      ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600), path,
+      StrCat("another ferry process (`ferry watch` or `ferry sync`) is syncing '",
+             local.name, "' on this device; try again when it is done"));
+}
+
+// One engine at a time writes into a folder, for whichever home or collection: an flock
+// of the folder itself, taken after the collection's lock. Holding it, a temporary file
+// of ferry's found by the scan is left over from a crash and removed at once, not after
+// an hour: a leftover in a directory that another device then deleted kept the
+// directory here ("not empty") until then. A folder that cannot be opened is not locked
+// (the connector reports it missing).
+absl::StatusOr<HeldLock> TakeFolderLock(const LocalCollection& local) {
+  int fd = ::open(local.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return HeldLock();
+  return HeldLock::Take(
+      fd, local.root,
+      StrCat("another ferry process is syncing a collection in ", local.root,
+             " (for another --home, or another collection of this one); try again "
+             "when it is done"));
+}
 
 }  // namespace
 
@@ -199,7 +231,8 @@ absl::StatusOr<LocalCollection> AddCollection(Device& device, const std::string&
 
 absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection& local,
                                           const SyncOptions& options) {
-  FERRY_ASSIGN_OR_RETURN(CollectionLock lock, CollectionLock::Take(local));
+  FERRY_ASSIGN_OR_RETURN(HeldLock lock, TakeCollectionLock(local));
+  FERRY_ASSIGN_OR_RETURN(HeldLock folder, TakeFolderLock(local));
   FERRY_ASSIGN_OR_RETURN(CollectionInfo info, device.FindCollection(local.name));
   if (info.collection_id != local.collection_id) {
     return absl::FailedPreconditionError(StrCat(
@@ -212,7 +245,7 @@ absl::StatusOr<SyncReport> SyncCollection(Device& device, const LocalCollection&
                                                   kChunkCacheWrittenPerSyncMax));
   seal::ContentHasher hasher(info.key);
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Connector> connector,
-                         MakeConnector(local, hasher));
+                         MakeConnector(local, hasher, folder.held()));
   EngineConfig config;
   config.collection_id = local.collection_id;
   config.device_id = device.state().device_id;
@@ -238,7 +271,8 @@ absl::StatusOr<std::vector<ConflictView>> ListConflicts(const LocalCollection& l
 
 absl::Status ResolveConflict(Device& device, const LocalCollection& local,
                              int64_t conflict_id, const std::string& take) {
-  FERRY_ASSIGN_OR_RETURN(CollectionLock lock, CollectionLock::Take(local));
+  FERRY_ASSIGN_OR_RETURN(HeldLock lock, TakeCollectionLock(local));
+  FERRY_ASSIGN_OR_RETURN(HeldLock folder, TakeFolderLock(local));
   FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
   FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> records,
                          shadow->Conflicts());
@@ -265,7 +299,7 @@ absl::Status ResolveConflict(Device& device, const LocalCollection& local,
   FERRY_ASSIGN_OR_RETURN(CollectionInfo info, device.FindCollection(local.name));
   seal::ContentHasher hasher(info.key);
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Connector> connector,
-                         MakeConnector(local, hasher));
+                         MakeConnector(local, hasher, folder.held()));
   if (!connector->DataPresent()) {
     return absl::FailedPreconditionError(StrCat(local.root, " is not there"));
   }
