@@ -101,6 +101,9 @@ struct FaultPlan {
     kUserEditBeforeApply,  // the user changes the target of apply `nth` first
     kLeaseStolen,          // before the first Append, the lease expires and another
                            // device takes it
+    kCrashBetweenFlushes,  // power cut in apply `nth`, after its first flush: written
+                           // temporary files durable, their renames lost (a folder in
+                           // memory only; on disk as kCrashAfterApply)
   } kind = kNone;
   std::string call;
   int nth = 1;
@@ -124,6 +127,8 @@ const char* KindName(FaultPlan::Kind kind) {
       return "user-edit-before-apply";
     case FaultPlan::kLeaseStolen:
       return "lease-stolen";
+    case FaultPlan::kCrashBetweenFlushes:
+      return "crash-between-flushes";
   }
   return "?";
 }
@@ -260,9 +265,11 @@ class FaultyClient final : public net::Client {
 // The real connector, with the plan's apply fault.
 class FaultyConnector final : public Connector {
  public:
+  // `mem`: the file system the folder is in, if in memory (else nullptr).
   FaultyConnector(Connector* real, const FaultPlan& plan,
-                  std::function<void(const std::string&)> user_edit)
-      : real_(real), plan_(plan), user_edit_(std::move(user_edit)) {}
+                  std::function<void(const std::string&)> user_edit,
+                  files::MemFileSystem* mem)
+      : real_(real), plan_(plan), user_edit_(std::move(user_edit)), mem_(mem) {}
   bool fired() const { return fired_; }
   bool crashed() const { return crashed_; }
 
@@ -314,8 +321,14 @@ class FaultyConnector final : public Connector {
       fired_ = true;
       user_edit_(requests.front().id);
     }
+    if (mine && plan_.kind == FaultPlan::kCrashBetweenFlushes && mem_ != nullptr) {
+      // Every flush after the first fails, and the power cut (Crash, by the caller)
+      // takes what they would have made durable.
+      mem_->InjectFault({files::FsOp::kSync, "", absl::CancelledError(kCrash), 1, -1});
+    }
     auto results = real_->ApplyBatch(requests, chunks);
-    if (mine && plan_.kind == FaultPlan::kCrashAfterApply) {
+    if (mine && (plan_.kind == FaultPlan::kCrashAfterApply ||
+                 plan_.kind == FaultPlan::kCrashBetweenFlushes)) {
       fired_ = crashed_ = true;
       return crashed;
     }
@@ -330,7 +343,8 @@ class FaultyConnector final : public Connector {
       return absl::CancelledError(kCrash);
     }
     auto result = real_->Move(from, stamp, to);
-    if (mine && plan_.kind == FaultPlan::kCrashAfterApply) {
+    if (mine && (plan_.kind == FaultPlan::kCrashAfterApply ||
+                 plan_.kind == FaultPlan::kCrashBetweenFlushes)) {
       fired_ = crashed_ = true;
       return absl::CancelledError(kCrash);
     }
@@ -351,6 +365,7 @@ class FaultyConnector final : public Connector {
   Connector* real_;
   FaultPlan plan_;
   std::function<void(const std::string&)> user_edit_;
+  files::MemFileSystem* mem_;
   int applies_ = 0;
   bool fired_ = false;
   bool crashed_ = false;
@@ -495,6 +510,19 @@ class Folder {
   void Crash() {
     if (mem_) mem_->Crash();
   }
+  // The first temporary file of ferry's in the folder ("" if none), which Walk skips.
+  std::string FindTemp() const {
+    if (mem_) return FindTempMem("");
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(disk_, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      if (files::RootDir::IsTempName(it->path().filename().string())) {
+        return fs::relative(it->path(), disk_).string();
+      }
+    }
+    return "";
+  }
   // Nothing was written beside the folders (`tops`, the top-level names there).
   bool OutsideUntouched(const std::vector<std::string>& tops) const {
     if (!mem_) return true;
@@ -508,6 +536,20 @@ class Folder {
  private:
   std::string MemPath(const std::string& rel) const {
     return rel.empty() || rel == "." ? mem_root_ : StrCat(mem_root_, "/", rel);
+  }
+  std::string FindTempMem(const std::string& dir) const {
+    auto names = mem_->List(MemPath(dir));
+    if (!names.ok()) return "";
+    for (const std::string& name : *names) {
+      std::string rel = dir.empty() ? name : StrCat(dir, "/", name);
+      if (files::RootDir::IsTempName(name)) return rel;
+      auto stat = mem_->Stat(MemPath(rel));
+      if (!stat.ok() || !stat->has_value() || (*stat)->type != files::FileStat::kDir) {
+        continue;
+      }
+      if (std::string found = FindTempMem(rel); !found.empty()) return found;
+    }
+    return "";
   }
   void WalkMem(const std::string& dir, std::map<std::string, Entry>* out) const {
     auto names = mem_->List(MemPath(dir));
@@ -799,7 +841,7 @@ class Run {
     if (!faults_on_ || Pick(100) >= 35) return plan;
     static const char* kCalls[] = {"AcquireLease", "Pull",   "HasChunks",   "PutChunks",
                                    "GetChunks",    "Append", "ReleaseLease"};
-    plan.kind = static_cast<FaultPlan::Kind>(1 + Pick(7));
+    plan.kind = static_cast<FaultPlan::Kind>(1 + Pick(8));
     plan.call = kCalls[Pick(std::size(kCalls))];
     plan.nth = 1 + static_cast<int>(Pick(3) == 0 ? Pick(3) : 0);
     return plan;
@@ -824,6 +866,9 @@ class Run {
       records_options.root = d.contacts->Root();
       records_options.kind = pim::RecordKind::kContact;
       records_options.env = d.env.get();
+      // One engine per folder, as the folder lock makes it outside the simulation
+      // (src/client/collections.cc): every temporary file a scan finds is left over.
+      records_options.temps_are_leftovers = true;
       real = std::make_unique<pim::RecordsConnector>(records_options);
     } else {
       files::FilesOptions files_options;
@@ -831,16 +876,20 @@ class Run {
       files_options.hash_threads = 2;
       files_options.case_insensitive = false;
       files_options.env = d.env.get();
+      files_options.temps_are_leftovers = true;
       real = std::make_unique<files::FilesConnector>(files_options, &hasher,
                                                      files::ChunkerSeed(hasher));
     }
-    FaultyConnector connector(real.get(), plan, [&](const std::string& id) {
-      if (people) {
-        EditContact(d, id);
-      } else if (d.folder->Is(id, files::FileStat::kFile)) {
-        UserWrite(d, id, d.folder->Read(id) + NewContent(50));
-      }
-    });
+    FaultyConnector connector(
+        real.get(), plan,
+        [&](const std::string& id) {
+          if (people) {
+            EditContact(d, id);
+          } else if (d.folder->Is(id, files::FileStat::kFile)) {
+            UserWrite(d, id, d.folder->Read(id) + NewContent(50));
+          }
+        },
+        (people ? d.contacts : d.folder)->mem());
     int thief = (d.index + 1) % static_cast<int>(devices_.size());
     uint64_t thief_token = 0;
     FaultyClient client(
@@ -1161,7 +1210,19 @@ class Run {
     for (size_t i = 0; i < log->size(); ++i) {
       if ((*log)[i].first != i + 1) return Fail(StrCat("log gap at ", i + 1));
     }
-    // 4. Nothing outside a root: the sandbox holds only what the run made.
+    // 4. No temporary file of ferry's is left once every device has synced in peace:
+    //    each drain sync's scan removes what a crash left (the folder lock makes all of
+    //    them leftovers), and what a sync writes is renamed or removed before it ends.
+    for (const Device& d : devices_) {
+      for (const Folder* folder : {d.folder.get(), d.contacts.get()}) {
+        if (folder == nullptr) continue;
+        if (std::string temp = folder->FindTemp(); !temp.empty()) {
+          return Fail(StrCat("temporary file ", temp, " left in dev", d.index, "'s ",
+                             folder == d.folder.get() ? "folder" : "contacts"));
+        }
+      }
+    }
+    // 5. Nothing outside a root: the sandbox holds only what the run made.
     if (ReadAll(work_ / "outside" / "sentinel") != "keep me" ||
         std::distance(fs::directory_iterator(work_ / "outside"),
                       fs::directory_iterator()) != 1) {
@@ -1185,7 +1246,7 @@ class Run {
         return Fail(StrCat("unexpected ", name, " in the sandbox"));
       }
     }
-    // 5. No plaintext on the server: no content marker, no file name.
+    // 6. No plaintext on the server: no content marker, no file name.
     std::string stored;
     for (const auto& entry : fs::recursive_directory_iterator(work_ / "server")) {
       if (entry.is_regular_file()) stored += ReadAll(entry.path());

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <memory>
-#include <optional>
 #include <utility>
 
 #include "src/connectors/files/files_connector.h"
@@ -63,17 +62,13 @@ absl::StatusOr<LocalCollection> ReadLocal(const std::string& state_path) {
 }
 
 // The connector of `local`'s kind over its root. `folder_held`: this process holds the
-// folder's lock (FolderLock), so every temporary file of ferry's in it is left over.
+// folder's lock (TakeFolderLock), so every temporary file of ferry's in it is left over.
 absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
     const LocalCollection& local, const seal::ContentHasher& hasher, bool folder_held) {
-  // Held, a temporary file is stale once it was there before the scan began; without
-  // the lock another process may still be writing it, so it waits an hour.
-  const std::optional<int64_t> stale_ms =
-      folder_held ? std::optional<int64_t>(0) : std::nullopt;
   if (local.kind == "files") {
     files::FilesOptions options;
     options.root = local.root;
-    if (stale_ms.has_value()) options.stale_temp_age_ms = *stale_ms;
+    options.temps_are_leftovers = folder_held;
     return std::make_unique<files::FilesConnector>(options, &hasher,
                                                    files::ChunkerSeed(hasher));
   }
@@ -82,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
     options.root = local.root;
     options.kind =
         local.kind == "contacts" ? pim::RecordKind::kContact : pim::RecordKind::kCalendar;
-    if (stale_ms.has_value()) options.stale_temp_age_ms = *stale_ms;
+    options.temps_are_leftovers = folder_held;
     return std::make_unique<pim::RecordsConnector>(options);
   }
   return absl::FailedPreconditionError(

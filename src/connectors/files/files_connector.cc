@@ -349,7 +349,8 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
     }
     const bool is_dir = stat.type == FileStat::kDir;
     if (RootDir::IsTempName(name)) {
-      if (stat.type == FileStat::kFile && stat.ctime_ns < stale_before_ns) {
+      if (stat.type == FileStat::kFile &&
+          (options_.temps_are_leftovers || stat.ctime_ns < stale_before_ns)) {
         stale_temps.emplace_back(path, stat);
       }
       if (is_dir) ignored_dirs.insert(path);

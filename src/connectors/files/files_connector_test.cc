@@ -205,6 +205,14 @@ TEST_P(FilesConnectorTest, StaleTemporaryFilesAreRemovedFreshOnesKept) {
   EXPECT_FALSE(Exists("dir/.ferry-tmp-other"));
   EXPECT_TRUE(Exists("ok.txt"));
   EXPECT_EQ(scan->items.count(".ferry-tmp-leftover"), 0u);
+
+  // With the folder's lock held, a fresh one is a leftover too.
+  WriteRaw("dir/.ferry-tmp-fresh", "half a third");
+  options = Options(false);
+  options.temps_are_leftovers = true;
+  FilesConnector locked(options, &hasher_, ChunkerSeed(hasher_));
+  ASSERT_TRUE(locked.Scan({}, {}).ok());
+  EXPECT_FALSE(Exists("dir/.ferry-tmp-fresh"));
 }
 
 TEST_P(FilesConnectorTest, ScanReadContentAndApplyRoundTrip) {

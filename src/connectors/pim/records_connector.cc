@@ -209,7 +209,8 @@ absl::StatusOr<ScanResult> RecordsConnector::Scan(
       [&](const std::string& path, const FileStat& stat) {
         if (path.find('/') != std::string::npos) return;  // a vdir is flat
         if (RootDir::IsTempName(path)) {
-          if (stat.type == FileStat::kFile && stat.ctime_ns < stale_before_ns) {
+          if (stat.type == FileStat::kFile &&
+              (options_.temps_are_leftovers || stat.ctime_ns < stale_before_ns)) {
             stale_temps.emplace_back(path, stat);
           }
           return;

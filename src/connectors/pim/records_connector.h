@@ -27,6 +27,8 @@ struct RecordsOptions {
   size_t files_max = 1'000'000;  // a scan refuses folders with more entries
   // Temporary files of ferry's own, untouched this long, are removed by the scan.
   int64_t stale_temp_age_ms = 3600 * 1000;
+  // As FilesOptions::temps_are_leftovers.
+  bool temps_are_leftovers = false;
   // Opens the folder (Env::OpenRoot) and gives the time (stale temporary files, the
   // mtime of files written). nullptr: Env::Default(), the real disk and clock.
   Env* env = nullptr;

@@ -195,6 +195,23 @@ TEST(RecordsConnectorEnvTest, TimeComesFromTheEnv) {
   EXPECT_EQ((*stat)->mtime_ns, clock.now_ms * 1'000'000);
 }
 
+// With the folder's lock held (src/client/collections.cc), a temporary file is left
+// over however new it looks: here from a clock that went back.
+TEST(RecordsConnectorEnvTest, TemporaryFilesAreLeftoversUnderTheFolderLock) {
+  FakeEnv clock;
+  files::MemFileSystem mem([&] { return clock.now_ms * 1'000'000; });
+  files::MemFsEnv env(&mem, &clock);
+  ASSERT_TRUE(mem.WriteFile("/c/.ferry-tmp-0123456789abcdef", "left by a crash").ok());
+  clock.now_ms -= 24 * 60 * 60 * 1000;
+  RecordsOptions options;
+  options.root = "/c";
+  options.env = &env;
+  options.temps_are_leftovers = true;
+  RecordsConnector connector(options);
+  ASSERT_TRUE(connector.Scan({}, {}).ok());
+  EXPECT_TRUE(mem.List("/c")->empty());
+}
+
 // A record the connector wrote and the user rewrote within one tick of the clock,
 // to the same size (the phone's "phone" over ferry's "first"): the edit is seen.
 TEST(RecordsConnectorEnvTest, ASameSizeRewriteInTheTickOfTheApplyIsSeen) {
