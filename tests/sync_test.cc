@@ -217,10 +217,14 @@ TEST_F(SyncTest, InsertAtTheStartOfALargeFileCostsLittle) {
   b_.Sync();
   WriteFile(a_.root / "big.bin", "inserted at the start " + data);
   SyncReport edit = a_.Sync();
-  EXPECT_LE(edit.uploaded_chunks, 2u);
-  EXPECT_LT(edit.pushed_bytes, 512u << 10) << "bytes pushed for a 22-byte insert";
+  // The cuts after the insert fall back into step within a few chunks; how many
+  // differ depends on the collection's chunker key, random per run: 1 in 95 of 96
+  // runs, 2 in one, and 5 once in CI (session 9). 8 of the ~128 chunks is the bound:
+  // a chunking that did not fall back into step would send all of them.
+  EXPECT_LE(edit.uploaded_chunks, 8u);
+  EXPECT_LT(edit.pushed_bytes, 1u << 20) << "bytes pushed for a 22-byte insert";
   SyncReport got = b_.Sync();
-  EXPECT_LE(got.downloaded_chunks, 2u);
+  EXPECT_LE(got.downloaded_chunks, 8u);
   EXPECT_GT(got.local_chunks, 0u);
   EXPECT_EQ(ReadFile(b_.root / "big.bin"), "inserted at the start " + data);
 }
