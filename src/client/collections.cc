@@ -127,16 +127,19 @@ absl::StatusOr<HeldLock> TakeCollectionLock(const LocalCollection& local) {
 // of the folder itself, taken after the collection's lock. Holding it, a temporary file
 // of ferry's found by the scan is left over from a crash and removed at once, not after
 // an hour: a leftover in a directory that another device then deleted kept the
-// directory here ("not empty") until then. A folder that cannot be opened is not locked
-// (the connector reports it missing).
+// directory here ("not empty") until then. A folder that cannot be opened (the
+// connector reports it missing) or locked (a file system without flock on directories,
+// as NFS, which emulates it with byte-range locks) is synced without the lock.
 absl::StatusOr<HeldLock> TakeFolderLock(const LocalCollection& local) {
   int fd = ::open(local.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return HeldLock();
-  return HeldLock::Take(
+  absl::StatusOr<HeldLock> lock = HeldLock::Take(
       fd, local.root,
       StrCat("another ferry process is syncing a collection in ", local.root,
              " (for another --home, or another collection of this one); try again "
              "when it is done"));
+  if (!lock.ok() && !absl::IsUnavailable(lock.status())) return HeldLock();
+  return lock;
 }
 
 }  // namespace
