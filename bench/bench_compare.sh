@@ -103,8 +103,8 @@ wait_port() {  # PORT: bounded (10 s) wait until 127.0.0.1:PORT accepts
 # Waits (at most 25 s) until the kernel has stopped handing freed memory back to the
 # host. On a VM with free page reporting (/sys/module/page_reporting), a process that
 # allocates while a reporting pass runs pays for it: device B's pull right after A's
-# push took 3.6-6.6 s with 1.9-4.2 s of system time in page-cache copies, and 1.8-1.9 s
-# with 0.5 s once reporting had settled; a python writer of the same tree in B's place
+# push took 2.1-9.9 s (20 runs) with 0.65-4.6 s of system time in page-cache copies,
+# and 1.8-1.9 s with 0.5 s once reporting had settled; a python writer of the same tree in B's place
 # 6.1 s and 1.5 s (docs/performance.md). Every timed step starts settled, as after `sync`.
 settle_memory() {
   local f=/sys/module/page_reporting/parameters/reported_kib prev cur

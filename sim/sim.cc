@@ -324,7 +324,11 @@ class FaultyConnector final : public Connector {
     if (mine && plan_.kind == FaultPlan::kCrashBetweenFlushes && mem_ != nullptr) {
       // Every flush after the first fails, and the power cut (Crash, by the caller)
       // takes what they would have made durable.
-      mem_->InjectFault({files::FsOp::kSync, "", absl::CancelledError(kCrash), 1, -1});
+      mem_->InjectFault({.op = files::FsOp::kSync,
+                         .path_prefix = "",
+                         .status = absl::CancelledError(kCrash),
+                         .skip = 1,
+                         .count = -1});
     }
     auto results = real_->ApplyBatch(requests, chunks);
     if (mine && (plan_.kind == FaultPlan::kCrashAfterApply ||
@@ -405,11 +409,12 @@ class Folder {
     files::FileStat stat;
     std::string data;  // a file's
   };
-  // Every entry below the root by relative path, ferry's temporary files left out.
-  std::map<std::string, Entry> Walk() const {
+  // Every entry below the root by relative path, ferry's temporary files left out
+  // unless `with_temps`.
+  std::map<std::string, Entry> Walk(bool with_temps = false) const {
     std::map<std::string, Entry> out;
     if (mem_) {
-      WalkMem("", &out);
+      WalkMem("", with_temps, &out);
       return out;
     }
     std::error_code ec;
@@ -417,7 +422,7 @@ class Folder {
          it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (ec) break;
       std::string rel = fs::relative(it->path(), disk_).string();
-      if (rel.find(".ferry-tmp") != std::string::npos) continue;
+      if (!with_temps && rel.find(".ferry-tmp") != std::string::npos) continue;
       struct stat st;
       if (::lstat(it->path().c_str(), &st) != 0) continue;
       Entry e;
@@ -510,16 +515,10 @@ class Folder {
   void Crash() {
     if (mem_) mem_->Crash();
   }
-  // The first temporary file of ferry's in the folder ("" if none), which Walk skips.
+  // The first temporary file of ferry's in the folder ("" if none).
   std::string FindTemp() const {
-    if (mem_) return FindTempMem("");
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(disk_, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      if (files::RootDir::IsTempName(it->path().filename().string())) {
-        return fs::relative(it->path(), disk_).string();
-      }
+    for (const auto& [rel, entry] : Walk(/*with_temps=*/true)) {
+      if (files::RootDir::IsTempName(fs::path(rel).filename().string())) return rel;
     }
     return "";
   }
@@ -537,25 +536,12 @@ class Folder {
   std::string MemPath(const std::string& rel) const {
     return rel.empty() || rel == "." ? mem_root_ : StrCat(mem_root_, "/", rel);
   }
-  std::string FindTempMem(const std::string& dir) const {
-    auto names = mem_->List(MemPath(dir));
-    if (!names.ok()) return "";
-    for (const std::string& name : *names) {
-      std::string rel = dir.empty() ? name : StrCat(dir, "/", name);
-      if (files::RootDir::IsTempName(name)) return rel;
-      auto stat = mem_->Stat(MemPath(rel));
-      if (!stat.ok() || !stat->has_value() || (*stat)->type != files::FileStat::kDir) {
-        continue;
-      }
-      if (std::string found = FindTempMem(rel); !found.empty()) return found;
-    }
-    return "";
-  }
-  void WalkMem(const std::string& dir, std::map<std::string, Entry>* out) const {
+  void WalkMem(const std::string& dir, bool with_temps,
+               std::map<std::string, Entry>* out) const {
     auto names = mem_->List(MemPath(dir));
     if (!names.ok()) return;
     for (const std::string& name : *names) {
-      if (name.find(".ferry-tmp") != std::string::npos) continue;
+      if (!with_temps && name.find(".ferry-tmp") != std::string::npos) continue;
       std::string rel = dir.empty() ? name : StrCat(dir, "/", name);
       auto stat = mem_->Stat(MemPath(rel));
       if (!stat.ok() || !stat->has_value()) continue;
@@ -565,7 +551,7 @@ class Folder {
       if (e.stat.type == files::FileStat::kFile) e.data = Read(rel);
       const bool is_dir = e.stat.type == files::FileStat::kDir;
       (*out)[rel] = std::move(e);
-      if (is_dir) WalkMem(rel, out);
+      if (is_dir) WalkMem(rel, with_temps, out);
     }
   }
 
@@ -868,7 +854,7 @@ class Run {
       records_options.env = d.env.get();
       // One engine per folder, as the folder lock makes it outside the simulation
       // (src/client/collections.cc): every temporary file a scan finds is left over.
-      records_options.temps_are_leftovers = true;
+      records_options.leftover_temps.all = true;
       real = std::make_unique<pim::RecordsConnector>(records_options);
     } else {
       files::FilesOptions files_options;
@@ -876,7 +862,7 @@ class Run {
       files_options.hash_threads = 2;
       files_options.case_insensitive = false;
       files_options.env = d.env.get();
-      files_options.temps_are_leftovers = true;
+      files_options.leftover_temps.all = true;
       real = std::make_unique<files::FilesConnector>(files_options, &hasher,
                                                      files::ChunkerSeed(hasher));
     }

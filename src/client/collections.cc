@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
   if (local.kind == "files") {
     files::FilesOptions options;
     options.root = local.root;
-    options.temps_are_leftovers = folder_held;
+    options.leftover_temps.all = folder_held;
     return std::make_unique<files::FilesConnector>(options, &hasher,
                                                    files::ChunkerSeed(hasher));
   }
@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
     options.root = local.root;
     options.kind =
         local.kind == "contacts" ? pim::RecordKind::kContact : pim::RecordKind::kCalendar;
-    options.temps_are_leftovers = folder_held;
+    options.leftover_temps.all = folder_held;
     return std::make_unique<pim::RecordsConnector>(options);
   }
   return absl::FailedPreconditionError(
@@ -88,12 +88,13 @@ absl::StatusOr<std::unique_ptr<Connector>> MakeConnector(
 // An exclusive flock, held until destroyed; it goes with the process (kill -9 included).
 class HeldLock {
  public:
-  // Locks `fd` (owned); `busy` is the error when another process holds it.
-  static absl::StatusOr<HeldLock> Take(int fd, const std::string& path,
+  // Opens `path` with `flags` and locks it; UNAVAILABLE with `busy` when another
+  // process holds it.
+  static absl::StatusOr<HeldLock> Take(const std::string& path, int flags,
                                        const std::string& busy) {
-    HeldLock lock(fd);
-    if (fd < 0) return ErrnoStatus(errno, "open", path);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    HeldLock lock(::open(path.c_str(), flags | O_CLOEXEC, 0600));
+    if (lock.fd_ < 0) return ErrnoStatus(errno, "open", path);
+    if (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
       if (errno != EWOULDBLOCK) return ErrnoStatus(errno, "flock", path);
       return absl::UnavailableError(busy);
     }
@@ -116,9 +117,8 @@ class HeldLock {
 // processes applying and committing against one shadow would each take the other's
 // writes for local edits. An flock of the collection's sync.lock.
 absl::StatusOr<HeldLock> TakeCollectionLock(const LocalCollection& local) {
-  std::string path = StateDir(local) + "/sync.lock";
   return HeldLock::Take(
-      ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600), path,
+      StateDir(local) + "/sync.lock", O_RDWR | O_CREAT | O_NOFOLLOW,
       StrCat("another ferry process (`ferry watch` or `ferry sync`) is syncing '",
              local.name, "' on this device; try again when it is done"));
 }
@@ -129,12 +129,10 @@ absl::StatusOr<HeldLock> TakeCollectionLock(const LocalCollection& local) {
 // an hour: a leftover in a directory that another device then deleted kept the
 // directory here ("not empty") until then. A folder that cannot be opened (the
 // connector reports it missing) or locked (a file system without flock on directories,
-// as NFS, which emulates it with byte-range locks) is synced without the lock.
+// as NFS, which per flock(2) emulates it with byte-range locks) is synced without it.
 absl::StatusOr<HeldLock> TakeFolderLock(const LocalCollection& local) {
-  int fd = ::open(local.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return HeldLock();
   absl::StatusOr<HeldLock> lock = HeldLock::Take(
-      fd, local.root,
+      local.root, O_RDONLY | O_DIRECTORY,
       StrCat("another ferry process is syncing a collection in ", local.root,
              " (for another --home, or another collection of this one); try again "
              "when it is done"));
@@ -270,7 +268,6 @@ absl::StatusOr<std::vector<ConflictView>> ListConflicts(const LocalCollection& l
 absl::Status ResolveConflict(Device& device, const LocalCollection& local,
                              int64_t conflict_id, const std::string& take) {
   FERRY_ASSIGN_OR_RETURN(HeldLock lock, TakeCollectionLock(local));
-  FERRY_ASSIGN_OR_RETURN(HeldLock folder, TakeFolderLock(local));
   FERRY_ASSIGN_OR_RETURN(auto shadow, engine::ShadowStore::Open(local.state_path));
   FERRY_ASSIGN_OR_RETURN(std::vector<engine::ConflictRecord> records,
                          shadow->Conflicts());
@@ -296,6 +293,7 @@ absl::Status ResolveConflict(Device& device, const LocalCollection& local,
   // (and, being the latest edit, it wins there).
   FERRY_ASSIGN_OR_RETURN(CollectionInfo info, device.FindCollection(local.name));
   seal::ContentHasher hasher(info.key);
+  FERRY_ASSIGN_OR_RETURN(HeldLock folder, TakeFolderLock(local));  // it writes there
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Connector> connector,
                          MakeConnector(local, hasher, folder.held()));
   if (!connector->DataPresent()) {

@@ -340,8 +340,6 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
   // Directories ignored (by the rules, or as temporary files of ours).
   std::set<std::string, std::less<>> ignored_dirs;
   const int64_t scan_ms = listing.scan_ms;
-  const int64_t stale_before_ns =
-      (scan_ms - options_.stale_temp_age_ms) * int64_t{1000000};
   auto visit = [&](const std::string& path, const FileStat& stat) {
     std::string_view name = path;
     if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
@@ -349,8 +347,7 @@ absl::StatusOr<ScanResult> FilesConnector::Scan(
     }
     const bool is_dir = stat.type == FileStat::kDir;
     if (RootDir::IsTempName(name)) {
-      if (stat.type == FileStat::kFile &&
-          (options_.temps_are_leftovers || stat.ctime_ns < stale_before_ns)) {
+      if (options_.leftover_temps.Includes(stat, scan_ms)) {
         stale_temps.emplace_back(path, stat);
       }
       if (is_dir) ignored_dirs.insert(path);

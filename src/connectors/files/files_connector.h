@@ -29,13 +29,8 @@ struct FilesOptions {
   std::string root;                 // the folder
   size_t entries_max = 10'000'000;  // a scan refuses folders with more entries
   int hash_threads = 0;             // 0: one per core
-  // Temporary files of ferry's own, untouched (ctime) this long, are left over from a
-  // crash and removed by the scan.
-  int64_t stale_temp_age_ms = 3600 * 1000;
-  // This process holds the folder's lock (src/client/collections.cc): nobody else
-  // writes in it, so every temporary file of ferry's a scan finds is left over, however
-  // recent its ctime (a clock that went back makes a leftover look new).
-  bool temps_are_leftovers = false;
+  // Temporary files of ferry's own that the scan removes.
+  LeftoverTemps leftover_temps;
   // Whether the folder's file system ignores case; unset: probed at the first scan.
   std::optional<bool> case_insensitive;
   // Opens the folder (Env::OpenRoot) and gives the time and randomness the connector

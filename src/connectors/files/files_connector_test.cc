@@ -197,7 +197,7 @@ TEST_P(FilesConnectorTest, StaleTemporaryFilesAreRemovedFreshOnesKept) {
   ASSERT_TRUE(keeping->Scan({}, {}).ok());
   EXPECT_TRUE(Exists(".ferry-tmp-leftover"));
   FilesOptions options = Options(false);
-  options.stale_temp_age_ms = -1000;  // everything counts as stale
+  options.leftover_temps.age_ms = -1000;  // everything counts as stale
   FilesConnector cleaning(options, &hasher_, ChunkerSeed(hasher_));
   auto scan = cleaning.Scan({}, {});
   ASSERT_TRUE(scan.ok()) << scan.status();
@@ -209,7 +209,7 @@ TEST_P(FilesConnectorTest, StaleTemporaryFilesAreRemovedFreshOnesKept) {
   // With the folder's lock held, a fresh one is a leftover too.
   WriteRaw("dir/.ferry-tmp-fresh", "half a third");
   options = Options(false);
-  options.temps_are_leftovers = true;
+  options.leftover_temps.all = true;
   FilesConnector locked(options, &hasher_, ChunkerSeed(hasher_));
   ASSERT_TRUE(locked.Scan({}, {}).ok());
   EXPECT_FALSE(Exists("dir/.ferry-tmp-fresh"));

@@ -299,6 +299,22 @@ inline constexpr std::string_view kTempNamePrefix = ".ferry-tmp-";
 // kTempNamePrefix followed by the 16 hex digits of `bits`.
 std::string TempName(uint64_t bits);
 
+// Which temporary files of ferry's a scan removes as left over from a crash (both
+// connectors' rule).
+struct LeftoverTemps {
+  // Those untouched (ctime) this long: another process may still be writing newer ones.
+  int64_t age_ms = 3600 * 1000;
+  // This process holds the folder's lock (src/client/collections.cc): nobody else
+  // writes in it, so every one is left over, however recent its ctime (a clock that
+  // went back makes a leftover look new).
+  bool all = false;
+  // Whether the temporary file `stat`, found by a scan that began at `scan_ms`, is.
+  bool Includes(const FileStat& stat, int64_t scan_ms) const {
+    return stat.type == FileStat::kFile &&
+           (all || stat.ctime_ns < (scan_ms - age_ms) * int64_t{1000000});
+  }
+};
+
 }  // namespace ferry::files
 
 #endif  // FERRY_CONNECTORS_FILES_ROOT_DIR_H_

@@ -202,15 +202,12 @@ absl::StatusOr<ScanResult> RecordsConnector::Scan(
   }
   std::vector<std::pair<std::string, FileStat>> files, stale_temps;
   const int64_t scan_ms = env_->NowMs();
-  const int64_t stale_before_ns =
-      (scan_ms - options_.stale_temp_age_ms) * int64_t{1000000};
   std::string_view ext = Extension();
   FERRY_RETURN_IF_ERROR(root_->Walk(
       [&](const std::string& path, const FileStat& stat) {
         if (path.find('/') != std::string::npos) return;  // a vdir is flat
         if (RootDir::IsTempName(path)) {
-          if (stat.type == FileStat::kFile &&
-              (options_.temps_are_leftovers || stat.ctime_ns < stale_before_ns)) {
+          if (options_.leftover_temps.Includes(stat, scan_ms)) {
             stale_temps.emplace_back(path, stat);
           }
           return;

@@ -13,6 +13,7 @@
 
 #include "include/ferry/connector.h"
 #include "include/ferry/engine.h"
+#include "src/connectors/files/root_dir.h"
 #include "src/connectors/pim/record.h"
 
 namespace ferry::files {
@@ -25,10 +26,8 @@ struct RecordsOptions {
   std::string root;  // the vdir folder
   RecordKind kind = RecordKind::kContact;
   size_t files_max = 1'000'000;  // a scan refuses folders with more entries
-  // Temporary files of ferry's own, untouched this long, are removed by the scan.
-  int64_t stale_temp_age_ms = 3600 * 1000;
-  // As FilesOptions::temps_are_leftovers.
-  bool temps_are_leftovers = false;
+  // Temporary files of ferry's own that the scan removes.
+  files::LeftoverTemps leftover_temps;
   // Opens the folder (Env::OpenRoot) and gives the time (stale temporary files, the
   // mtime of files written). nullptr: Env::Default(), the real disk and clock.
   Env* env = nullptr;

@@ -206,7 +206,7 @@ TEST(RecordsConnectorEnvTest, TemporaryFilesAreLeftoversUnderTheFolderLock) {
   RecordsOptions options;
   options.root = "/c";
   options.env = &env;
-  options.temps_are_leftovers = true;
+  options.leftover_temps.all = true;
   RecordsConnector connector(options);
   ASSERT_TRUE(connector.Scan({}, {}).ok());
   EXPECT_TRUE(mem.List("/c")->empty());
